@@ -1,0 +1,25 @@
+"""The embedded broker and the client-side handling of its quirks (DESIGN.md)."""
+
+from paystream.broker.compat import (
+    CompatConsumer,
+    consumer_group_options,
+    faust_broker_options,
+    fetch_high_watermarks,
+    producer_options,
+)
+from paystream.broker.incarnation import IncarnationMarker, fetch_cluster_id
+from paystream.broker.process import BrokerStartError, EmbeddedBroker, free_port, resolve_binary
+
+__all__ = [
+    "BrokerStartError",
+    "CompatConsumer",
+    "EmbeddedBroker",
+    "IncarnationMarker",
+    "consumer_group_options",
+    "faust_broker_options",
+    "fetch_cluster_id",
+    "fetch_high_watermarks",
+    "free_port",
+    "producer_options",
+    "resolve_binary",
+]

@@ -1,0 +1,120 @@
+"""Client settings and fixes for the embedded broker's measured quirks.
+
+DESIGN.md lists seven; this module handles the client-side ones:
+
+1. aiokafka cannot use idempotence/transactions on Tansu  -> `producer_options`
+   never enables them there (effectively-once comes from keys instead).
+2. ListOffsets("latest") answers the base offset of the last batch + 1, not the
+   log end, for multi-record batches -> `CompatConsumer.end_offsets` asks a Fetch
+   for the high watermark, through the consumer's own client.
+3. librdkafka consumers stall on topics written by aiokafka -> paystream only
+   ever consumes with aiokafka (a test scans the code base for confluent_kafka).
+5. The first group join waits about half the session timeout -> short session
+   and rebalance timeouts in `consumer_group_options` / `faust_broker_options`.
+
+Quirks 4 (memory only) and 6 (auto-created topics) are handled in
+`incarnation.py` and `schemas.topics.ensure_topics`; quirk 7 in `streams/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.protocol.fetch import FetchRequest
+
+__all__ = [
+    "CompatConsumer",
+    "consumer_group_options",
+    "faust_broker_options",
+    "fetch_high_watermarks",
+    "producer_options",
+]
+
+log = logging.getLogger("paystream.broker.compat")
+
+# Quirk 5: join latency ~ session_timeout / 2 on Tansu; 6 s is Kafka's minimum session.
+EMBEDDED_SESSION_TIMEOUT_MS = 6_000
+EMBEDDED_REBALANCE_TIMEOUT_MS = 4_000
+EMBEDDED_HEARTBEAT_MS = 1_000
+_FETCH_MAX_WAIT_MS = 20
+
+
+def producer_options(*, embedded: bool, linger_ms: int = 2) -> dict[str, Any]:
+    """aiokafka producer keyword arguments: acks=all always; idempotence only on real Kafka."""
+    return {
+        "acks": "all",
+        "enable_idempotence": not embedded,
+        "linger_ms": linger_ms,
+    }
+
+
+def consumer_group_options(*, embedded: bool) -> dict[str, Any]:
+    """aiokafka consumer-group timeouts; short ones on the embedded broker (quirk 5)."""
+    if embedded:
+        return {
+            "session_timeout_ms": EMBEDDED_SESSION_TIMEOUT_MS,
+            "rebalance_timeout_ms": EMBEDDED_REBALANCE_TIMEOUT_MS,
+            "heartbeat_interval_ms": EMBEDDED_HEARTBEAT_MS,
+        }
+    return {"session_timeout_ms": 30_000, "rebalance_timeout_ms": 60_000, "heartbeat_interval_ms": 3_000}
+
+
+def faust_broker_options(*, embedded: bool) -> dict[str, Any]:
+    """The same timeouts in Faust's setting names, plus at-least-once (quirk 1)."""
+    group = consumer_group_options(embedded=embedded)
+    return {
+        "processing_guarantee": "at_least_once",
+        "broker_session_timeout": group["session_timeout_ms"] / 1000,
+        "broker_rebalance_timeout": group["rebalance_timeout_ms"] / 1000,
+        "broker_heartbeat_interval": group["heartbeat_interval_ms"] / 1000,
+        "producer_acks": -1,
+    }
+
+
+async def fetch_high_watermarks(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], lower_bounds: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """The log end of each partition, read from Fetch responses (quirk 2).
+
+    Fetches one tiny slice per partition just below `lower_bounds[tp]` (a valid
+    position at or below the end) and returns the high watermark each response carries.
+    Uses the consumer's existing client, so it works inside Faust's consumer thread.
+    """
+    client = consumer._client
+    by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    result = dict(lower_bounds)
+    for tp in partitions:
+        node = client.cluster.leader_for_partition(tp)
+        if node is None or node < 0:
+            continue
+        # ListOffsets said "last batch base + 1": fetching at that base returns
+        # at least one record at once, and every Fetch response carries the HW.
+        by_node[node][tp.topic].append((tp.partition, max(lower_bounds.get(tp, 0) - 1, 0), 1))
+    for node, topics in by_node.items():
+        # Tansu answers nothing at all when min_bytes is 0; with min_bytes=1 an
+        # empty partition costs one max_wait (20 ms) and still reports its HW.
+        request = FetchRequest(_FETCH_MAX_WAIT_MS, 1, 1, 0, [(topic, parts) for topic, parts in topics.items()])
+        response = await client.send(node, request)
+        for topic, parts in response.topics:
+            for part in parts:
+                partition, error_code, high_watermark = part[0], part[1], part[2]
+                tp = TopicPartition(topic, partition)
+                if error_code == 0 and high_watermark >= 0:
+                    result[tp] = max(result.get(tp, 0), high_watermark)
+                else:
+                    log.warning("fetch for high watermark failed; using ListOffsets",
+                                extra={"topic": topic, "partition": partition, "error_code": error_code})
+    return result
+
+
+class CompatConsumer(AIOKafkaConsumer):
+    """An AIOKafkaConsumer whose `end_offsets` is right on the embedded broker."""
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        partitions = list(partitions)
+        listed: dict[TopicPartition, int] = await super().end_offsets(partitions)
+        return await fetch_high_watermarks(self, partitions, listed)

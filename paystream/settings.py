@@ -1,0 +1,195 @@
+"""Settings: read from the environment here and nowhere else.
+
+`Settings(...)` takes explicit values only (tests and library use);
+`Settings.from_env()` adds the `PAYSTREAM_*` environment. Components receive
+the object as an argument and never look at `os.environ` themselves.
+Secrets are `SecretStr`, so a repr or a log line never shows them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.topics import TopicCatalog
+
+__all__ = ["DEFAULT_PAYPAL_CERT_HOSTS", "Settings"]
+
+DEFAULT_PAYPAL_CERT_HOSTS = (
+    "api.paypal.com",
+    "api-m.paypal.com",
+    "api.sandbox.paypal.com",
+    "api-m.sandbox.paypal.com",
+)
+MIN_DEDUP_TTL_S = 259_200  # 72 h: the providers' retry horizon
+
+CommaList = Annotated[list[str], NoDecode]
+SecretList = Annotated[list[SecretStr], NoDecode]
+SecretMap = Annotated[dict[str, list[SecretStr]], NoDecode]
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob paystream has; the env name is `PAYSTREAM_` + the field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYSTREAM_", frozen=True, extra="forbid")
+
+    # Kafka
+    kafka_bootstrap: str = Field("", description="empty = start the embedded broker")
+    topic_prefix: str = ""
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    schema_registry_url: str = Field("", description="Confluent-compatible registry; empty = single-object encoding")
+
+    # Ingress: verification
+    stripe_webhook_secrets: SecretList = Field(default_factory=list, description="comma list, several during rotation")
+    stripe_tolerance_s: int = Field(300, ge=1, description="oldest accepted Stripe-Signature timestamp")
+    stripe_future_tolerance_s: int = Field(300, ge=0, description="newest accepted timestamp ahead of our clock")
+    paypal_webhook_id: CommaList = Field(default_factory=list, description="comma list of our PayPal webhook ids")
+    paypal_cert_cache_dir: Path | None = Field(None, description="default <DATA_DIR>/paypal-certs")
+    paypal_cert_hosts: CommaList = Field(default_factory=lambda: list(DEFAULT_PAYPAL_CERT_HOSTS))
+    paypal_trust_roots_file: Path | None = Field(None, description="PEM bundle of trusted roots; default bundled DigiCert")
+    paypal_tolerance_s: int = Field(259_200, ge=0, description="oldest accepted transmission time; 0 = no check")
+    paypal_future_tolerance_s: int = Field(300, ge=0)
+    paypal_cert_fetch_timeout_s: float = Field(5.0, gt=0)
+    standard_webhook_secrets: SecretMap = Field(
+        default_factory=dict, description="comma list of source=whsec_… pairs; a source may repeat (rotation)"
+    )
+    standard_tolerance_s: int = Field(300, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+    # Ingress: publishing
+    publish_timeout_s: float = Field(5.0, gt=0, description="broker ack bound before answering 503")
+    retry_after_s: int = Field(5, ge=1)
+
+    # Streams
+    dedup_ttl_s: int = Field(302_400, ge=MIN_DEDUP_TTL_S)
+    recon_window_s: int = Field(3600, ge=1)
+    recon_grace_s: int = Field(600, ge=0)
+
+    # Sink
+    sink_url: str = Field("", description="default sqlite:///<DATA_DIR>/paystream.db")
+    sink_batch_size: int = Field(2000, ge=1)
+    sink_batch_ms: int = Field(200, ge=1)
+
+    # Ops and processes
+    data_dir: Path = Path("./data")
+    ops_token: SecretStr | None = None
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = Field(8080, ge=0, le=65535)
+    worker_port: int = Field(6066, ge=0, le=65535)
+    sink_metrics_port: int = Field(9108, ge=0, le=65535)
+    broker_port: int = Field(9092, ge=0, le=65535)
+    otlp_endpoint: str = ""
+    environment: Literal["development", "production"] = "production"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Settings from `PAYSTREAM_*` variables; explicit overrides win."""
+        return _EnvSettings(**overrides)
+
+    @field_validator("stripe_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("paypal_webhook_id", "paypal_cert_hosts", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("paypal_cert_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower().rstrip(".") for host in value]
+
+    @field_validator("standard_webhook_secrets", mode="before")
+    @classmethod
+    def _parse_source_secrets(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        result: dict[str, list[str]] = {}
+        for pair in _split(value):
+            source, sep, secret = pair.partition("=")
+            if not sep or not source.strip() or not secret.strip():
+                raise ValueError("expected source=secret pairs separated by commas")
+            result.setdefault(source.strip(), []).append(secret.strip())
+        return result
+
+    @model_validator(mode="after")
+    def _check_production_secrets(self) -> Settings:
+        if self.environment == "production" and self.ops_token is not None:
+            if len(self.ops_token.get_secret_value()) < 16:
+                raise ValueError("PAYSTREAM_OPS_TOKEN must be at least 16 characters outside development")
+        return self
+
+    # Derived values -------------------------------------------------------
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def topics(self) -> TopicCatalog:
+        return TopicCatalog(prefix=self.topic_prefix, partitions=self.partitions)
+
+    @property
+    def resolved_sink_url(self) -> str:
+        return self.sink_url or f"sqlite:///{(self.data_dir / 'paystream.db').as_posix()}"
+
+    @property
+    def resolved_paypal_cert_cache_dir(self) -> Path:
+        return self.paypal_cert_cache_dir or self.data_dir / "paypal-certs"
+
+    def to_env(self) -> dict[str, str]:
+        """The `PAYSTREAM_*` variables that recreate these settings in a child process."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            key = f"PAYSTREAM_{name.upper()}"
+            if isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, list):
+                env[key] = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
+            elif isinstance(value, dict):
+                env[key] = ",".join(
+                    f"{source}={secret.get_secret_value()}" for source, secrets in value.items() for secret in secrets
+                )
+            else:
+                env[key] = str(value)
+        return env
+
+
+class _EnvSettings(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)

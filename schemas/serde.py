@@ -1,0 +1,165 @@
+"""Avro serde for every topic (fastavro).
+
+Two wire formats:
+
+* **Avro single-object encoding** (the default): ``C3 01`` + the schema's
+  CRC-64-AVRO fingerprint (8 bytes, little-endian) + the Avro binary body.
+  Self-describing without any service, so the embedded broker needs nothing else.
+* **Confluent wire format** when a schema registry is configured: ``00`` + the
+  registry's schema id (4 bytes, big-endian) + the Avro binary body.
+
+Readers accept both, so switching a deployment to a registry does not strand
+records already on a topic.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from schemas.exceptions import DecodeError, SchemaError
+from schemas.records import (
+    LedgerEntry,
+    PaymentEvent,
+    PaymentState,
+    ReconciliationWindow,
+    Record,
+    WebhookEnvelope,
+)
+
+if TYPE_CHECKING:
+    from fastavro.types import Schema
+
+__all__ = [
+    "AvroSerde",
+    "SchemaRegistry",
+    "envelope_serde",
+    "ledger_serde",
+    "load_schema",
+    "payment_event_serde",
+    "payment_state_serde",
+    "reconciliation_serde",
+]
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+R = TypeVar("R", bound=Record)
+
+
+class SchemaRegistry(Protocol):
+    """What the serde needs from a Confluent-compatible schema registry."""
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int: ...
+
+    def schema_by_id(self, schema_id: int) -> dict[str, Any]: ...
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The raw JSON of `schemas/avro/<name>.avsc`."""
+    text = resources.files("schemas").joinpath("avro", f"{name}.avsc").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _fingerprint(parsed: Schema) -> bytes:
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))[::-1]
+
+
+class AvroSerde(Generic[R]):
+    """Encodes and decodes one record type; one instance per topic is enough."""
+
+    def __init__(
+        self,
+        record_type: type[R],
+        *,
+        registry: SchemaRegistry | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.record_type = record_type
+        self.raw_schema = load_schema(record_type.AVRO_NAME)
+        self.schema = fastavro.parse_schema(self.raw_schema)
+        self.fingerprint = _fingerprint(self.schema)
+        self._registry = registry
+        self._subject = subject
+        self._schema_id: int | None = None
+        self._writers_by_id: dict[int, Schema] = {}
+        self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
+
+    def _ensure_registered(self) -> bytes:
+        if self._schema_id is None:
+            assert self._registry is not None
+            subject = self._subject or f"{self.raw_schema['name']}-value"
+            self._schema_id = self._registry.register(subject, self.raw_schema)
+            self._writers_by_id[self._schema_id] = self.schema
+            self._header = CONFLUENT_MAGIC + struct.pack(">I", self._schema_id)
+        return self._header
+
+    def encode(self, record: R) -> bytes:
+        header = self._ensure_registered() if self._registry is not None else self._header
+        buf = io.BytesIO()
+        buf.write(header)
+        try:
+            fastavro.schemaless_writer(buf, self.schema, record.to_avro())
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SchemaError(f"cannot encode {type(record).__name__}: {exc}") from exc
+        return buf.getvalue()
+
+    def _writer_for(self, data: bytes) -> tuple[Schema, int]:
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if data[2:10] != self.fingerprint:
+                raise DecodeError(
+                    f"unknown writer schema fingerprint {data[2:10].hex()} for {self.record_type.__name__}"
+                )
+            return self.schema, 10
+        if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
+            (schema_id,) = struct.unpack(">I", data[1:5])
+            writer = self._writers_by_id.get(schema_id)
+            if writer is None:
+                if self._registry is None:
+                    raise DecodeError(f"Confluent-framed record (schema id {schema_id}) but no registry configured")
+                writer = fastavro.parse_schema(self._registry.schema_by_id(schema_id))
+                self._writers_by_id[schema_id] = writer
+            return writer, 5
+        raise DecodeError(f"not an Avro {self.record_type.__name__}: unknown framing {data[:2].hex()}")
+
+    def decode_dict(self, data: bytes) -> dict[str, Any]:
+        writer, offset = self._writer_for(data)
+        try:
+            value = fastavro.schemaless_reader(io.BytesIO(data[offset:]), writer, self.schema)
+        except Exception as exc:  # fastavro raises a zoo of types on corrupt input
+            raise DecodeError(f"corrupt {self.record_type.__name__}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise DecodeError(f"corrupt {self.record_type.__name__}: not a record")
+        return value
+
+    def decode(self, data: bytes) -> R:
+        return self.record_type.from_avro(self.decode_dict(data))
+
+
+def envelope_serde(registry: SchemaRegistry | None = None) -> AvroSerde[WebhookEnvelope]:
+    return AvroSerde(WebhookEnvelope, registry=registry)
+
+
+def payment_event_serde(registry: SchemaRegistry | None = None) -> AvroSerde[PaymentEvent]:
+    return AvroSerde(PaymentEvent, registry=registry)
+
+
+def payment_state_serde(registry: SchemaRegistry | None = None) -> AvroSerde[PaymentState]:
+    return AvroSerde(PaymentState, registry=registry)
+
+
+def ledger_serde(registry: SchemaRegistry | None = None) -> AvroSerde[LedgerEntry]:
+    return AvroSerde(LedgerEntry, registry=registry)
+
+
+def reconciliation_serde(registry: SchemaRegistry | None = None) -> AvroSerde[ReconciliationWindow]:
+    return AvroSerde(ReconciliationWindow, registry=registry)
