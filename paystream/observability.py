@@ -20,8 +20,8 @@ __all__ = ["REDACTED", "ConsoleFormatter", "JsonFormatter", "configure_logging",
 REDACTED = "[redacted]"
 _SENSITIVE_PARTS = ("secret", "signature", "password", "token", "authorization", "card", "cvc", "email",
                     "transmission-sig", "transmission_sig", "api_key", "apikey")
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime",
-                                                                                       "taskName"}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}
 
 
 def _is_sensitive(name: str) -> bool:

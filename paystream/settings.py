@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = Field("", description="empty = start the embedded broker")
+    embedded_broker: bool | None = Field(
+        None, description="the bootstrap is an embedded (Tansu) broker; default: true when KAFKA_BOOTSTRAP is empty"
+    )
     topic_prefix: str = ""
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
@@ -56,7 +59,7 @@ class Settings(BaseSettings):
     paypal_webhook_id: CommaList = Field(default_factory=list, description="comma list of our PayPal webhook ids")
     paypal_cert_cache_dir: Path | None = Field(None, description="default <DATA_DIR>/paypal-certs")
     paypal_cert_hosts: CommaList = Field(default_factory=lambda: list(DEFAULT_PAYPAL_CERT_HOSTS))
-    paypal_trust_roots_file: Path | None = Field(None, description="PEM bundle of trusted roots; default bundled DigiCert")
+    paypal_trust_roots_file: Path | None = Field(None, description="PEM bundle of extra trusted roots")
     paypal_tolerance_s: int = Field(259_200, ge=0, description="oldest accepted transmission time; 0 = no check")
     paypal_future_tolerance_s: int = Field(300, ge=0)
     paypal_cert_fetch_timeout_s: float = Field(5.0, gt=0)
@@ -139,16 +142,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production_secrets(self) -> Settings:
-        if self.environment == "production" and self.ops_token is not None:
-            if len(self.ops_token.get_secret_value()) < 16:
-                raise ValueError("PAYSTREAM_OPS_TOKEN must be at least 16 characters outside development")
+        token = self.ops_token.get_secret_value() if self.ops_token is not None else None
+        if self.environment == "production" and token is not None and len(token) < 16:
+            raise ValueError("PAYSTREAM_OPS_TOKEN must be at least 16 characters outside development")
         return self
 
     # Derived values -------------------------------------------------------
 
     @property
-    def embedded_broker(self) -> bool:
-        return not self.kafka_bootstrap
+    def uses_embedded_broker(self) -> bool:
+        """Apply the embedded broker's quirk handling (see `paystream.broker.compat`)."""
+        return self.embedded_broker if self.embedded_broker is not None else not self.kafka_bootstrap
 
     @property
     def topics(self) -> TopicCatalog:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.codec import compile_decoder, compile_encoder
 from schemas.exceptions import DecodeError, SchemaError
 from schemas.records import (
     LedgerEntry,
@@ -93,6 +94,8 @@ class AvroSerde(Generic[R]):
         self._schema_id: int | None = None
         self._writers_by_id: dict[int, Schema] = {}
         self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
+        self._encode = compile_encoder(self.schema)
+        self._decode = compile_decoder(self.schema)
 
     def _ensure_registered(self) -> bytes:
         if self._schema_id is None:
@@ -105,23 +108,25 @@ class AvroSerde(Generic[R]):
 
     def encode(self, record: R) -> bytes:
         header = self._ensure_registered() if self._registry is not None else self._header
-        buf = io.BytesIO()
-        buf.write(header)
+        out = bytearray(header)
         try:
-            fastavro.schemaless_writer(buf, self.schema, record.to_avro())
-        except (ValueError, TypeError, KeyError) as exc:
+            self._encode(record, out)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise SchemaError(f"cannot encode {type(record).__name__}: {exc}") from exc
-        return buf.getvalue()
+        return bytes(out)
 
-    def _writer_for(self, data: bytes) -> tuple[Schema, int]:
+    def _writer_for(self, data: bytes) -> tuple[Schema | None, int]:
+        """The writer schema (None: our own, use the compiled decoder) and where the body starts."""
         if data[:2] == SINGLE_OBJECT_MAGIC:
             if data[2:10] != self.fingerprint:
                 raise DecodeError(
                     f"unknown writer schema fingerprint {data[2:10].hex()} for {self.record_type.__name__}"
                 )
-            return self.schema, 10
+            return None, 10
         if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
             (schema_id,) = struct.unpack(">I", data[1:5])
+            if schema_id == self._schema_id:
+                return None, 5
             writer = self._writers_by_id.get(schema_id)
             if writer is None:
                 if self._registry is None:
@@ -133,6 +138,15 @@ class AvroSerde(Generic[R]):
 
     def decode_dict(self, data: bytes) -> dict[str, Any]:
         writer, offset = self._writer_for(data)
+        if writer is None:
+            try:
+                decoded, end = self._decode(data, offset)
+            except (IndexError, ValueError, DecodeError) as exc:  # ValueError covers bad UTF-8
+                raise DecodeError(f"corrupt {self.record_type.__name__}: {type(exc).__name__}: {exc}") from exc
+            if end != len(data):
+                raise DecodeError(f"corrupt {self.record_type.__name__}: {len(data) - end} trailing bytes")
+            result: dict[str, Any] = decoded
+            return result
         try:
             value = fastavro.schemaless_reader(io.BytesIO(data[offset:]), writer, self.schema)
         except Exception as exc:  # fastavro raises a zoo of types on corrupt input
@@ -142,7 +156,11 @@ class AvroSerde(Generic[R]):
         return value
 
     def decode(self, data: bytes) -> R:
-        return self.record_type.from_avro(self.decode_dict(data))
+        values = self.decode_dict(data)
+        try:
+            return self.record_type.from_avro(values)
+        except TypeError as exc:
+            raise DecodeError(f"corrupt {self.record_type.__name__}: {exc}") from exc
 
 
 def envelope_serde(registry: SchemaRegistry | None = None) -> AvroSerde[WebhookEnvelope]:

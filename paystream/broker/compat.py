@@ -43,7 +43,7 @@ EMBEDDED_HEARTBEAT_MS = 1_000
 _FETCH_MAX_WAIT_MS = 20
 
 
-def producer_options(*, embedded: bool, linger_ms: int = 2) -> dict[str, Any]:
+def producer_options(*, embedded: bool, linger_ms: int = 0) -> dict[str, Any]:
     """aiokafka producer keyword arguments: acks=all always; idempotence only on real Kafka."""
     return {
         "acks": "all",
@@ -111,7 +111,7 @@ async def fetch_high_watermarks(
     return result
 
 
-class CompatConsumer(AIOKafkaConsumer):
+class CompatConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """An AIOKafkaConsumer whose `end_offsets` is right on the embedded broker."""
 
     async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:

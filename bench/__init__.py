@@ -1,0 +1,1 @@
+"""Benchmarks (not run by the test suite). Each prints its figures and writes bench/reports/<name>.md."""

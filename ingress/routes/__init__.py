@@ -1,0 +1,1 @@
+"""One router per provider, plus health, readiness and metrics."""

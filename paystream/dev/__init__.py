@@ -1,0 +1,1 @@
+"""`paystream dev`: the whole pipeline in one terminal, on embedded defaults."""

@@ -1,0 +1,288 @@
+"""Stripe event → `PaymentEvent` (mapping of providers.md 1.7-1.10).
+
+The payment is the PaymentIntent when there is one, else the Charge (legacy charges have no
+PaymentIntent), so every event about one purchase lands on one Kafka key. Both API shapes
+parse: before 2022-11-15 a PaymentIntent lists `charges.data[]`, after it names `latest_charge`.
+
+Decisions where the provider leaves room:
+- `occurred_at` is the event's `created` (when the change happened), not the object's
+  `created` (when the object was born).
+- Succeeded charges report `amount_captured` (a partial capture captures less than `amount`).
+- `charge.refunded` carries the cumulative `amount_refunded` as both amount and
+  `refunded_total_minor`; it is `refunded` once that reaches the captured amount.
+- Refund objects (`refund.*`, `charge.refund.updated`) are `partially_refunded` with the
+  refund's own amount; the state machine decides full vs partial from its totals. A refund
+  whose own status is `failed`/`canceled` (or a `refund.failed` event) moves no money and
+  gets status None; `provider_status` still says what happened.
+- Disputes: `warning_closed` and `prevented` close without funds moving, so they count as won;
+  `funds_reinstated` is won. A dispute without an `id` (the legacy hand-made fixtures) still
+  maps; it simply has no "dispute" related id.
+- Thin events (`object: "v2.core.event"`) and unmapped types become kind "other".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from schemas.lifecycle import Kind, Status
+from schemas.records import PaymentEvent, WebhookEnvelope
+from streams.normalize.base import (
+    Json,
+    NormalizeError,
+    build_event,
+    check_envelope,
+    int_at,
+    list_at,
+    obj_at,
+    ref_id,
+    resolve_time,
+    str_at,
+)
+from streams.normalize.money import check_minor, currency_code
+
+__all__ = ["MAPPED_TYPES", "normalize_stripe"]
+
+_PAYMENT_INTENT_STATUS: dict[str, Status] = {
+    "payment_intent.created": Status.CREATED,
+    "payment_intent.processing": Status.PROCESSING,
+    "payment_intent.requires_action": Status.REQUIRES_ACTION,
+    "payment_intent.amount_capturable_updated": Status.AUTHORIZED,
+    # Funds applied to a customer_balance PaymentIntent, more still owed by the customer.
+    "payment_intent.partially_funded": Status.REQUIRES_ACTION,
+    "payment_intent.succeeded": Status.SUCCEEDED,
+    "payment_intent.payment_failed": Status.FAILED,
+    "payment_intent.canceled": Status.CANCELED,
+}
+# None: derive from the charge's own status/captured flags.
+_CHARGE_STATUS: dict[str, Status | None] = {
+    "charge.succeeded": None,
+    "charge.updated": None,
+    "charge.failed": Status.FAILED,
+    "charge.captured": Status.SUCCEEDED,
+    "charge.pending": Status.PROCESSING,
+    "charge.expired": Status.CANCELED,
+}
+_REFUND_TYPES = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+_DISPUTE_STATUS: dict[str, Status | None] = {
+    "charge.dispute.created": Status.DISPUTED,
+    "charge.dispute.updated": Status.DISPUTED,
+    "charge.dispute.funds_withdrawn": Status.DISPUTED,
+    "charge.dispute.funds_reinstated": Status.DISPUTE_WON,
+    "charge.dispute.closed": None,  # from the dispute's final status
+}
+_CLOSED_DISPUTE: dict[str, Status] = {
+    "won": Status.DISPUTE_WON,
+    "warning_closed": Status.DISPUTE_WON,
+    "prevented": Status.DISPUTE_WON,
+    "lost": Status.DISPUTE_LOST,
+}
+_REFUND_NOT_COUNTED = frozenset({"failed", "canceled"})
+
+
+def _amount(obj: Json, key: str) -> int:
+    if obj.get(key) is None:
+        raise NormalizeError("missing_amount", f"data.object.{key}")
+    return check_minor(obj.get(key))
+
+
+def _currency(obj: Json) -> str:
+    if obj.get("currency") is None:
+        raise NormalizeError("missing_currency", "data.object.currency")
+    return currency_code(obj.get("currency"))
+
+
+def _expect_object(obj: Json, expected: str) -> None:
+    found = obj.get("object")
+    if found is not None and found != expected:
+        raise NormalizeError("unexpected_object", f"expected a {expected}, got {found!r:.40}")
+
+
+def _related(**ids: str | None) -> dict[str, str]:
+    return {key: value for key, value in ids.items() if value}
+
+
+def _payment_intent(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
+    _expect_object(obj, "payment_intent")
+    pi = str_at(obj, "id")
+    if pi is None:
+        raise NormalizeError("missing_payment_id", "data.object.id")
+    if etype == "payment_intent.succeeded":
+        amount = _amount(obj, "amount_received" if obj.get("amount_received") is not None else "amount")
+    elif etype == "payment_intent.amount_capturable_updated":
+        amount = _amount(obj, "amount_capturable")
+    else:
+        amount = _amount(obj, "amount")
+    charges = list_at(obj_at(obj, "charges"), "data")
+    charge = ref_id(obj.get("latest_charge")) or (ref_id(charges[0]) if charges else None)
+    kind = Kind.AUTHORIZATION if etype == "payment_intent.amount_capturable_updated" else Kind.PAYMENT
+    return build_event(
+        env,
+        event_type=etype,
+        payment_id=pi,
+        kind=kind,
+        occurred_at=occurred,
+        status=_PAYMENT_INTENT_STATUS[etype],
+        amount_minor=amount,
+        currency=_currency(obj),
+        provider_status=str_at(obj, "status"),
+        related_ids=_related(payment_intent=pi, charge=charge),
+    )
+
+
+def _charge_ids(obj: Json) -> tuple[str, str | None]:
+    charge = str_at(obj, "id")
+    if charge is None:
+        raise NormalizeError("missing_payment_id", "data.object.id")
+    return charge, ref_id(obj.get("payment_intent"))
+
+
+def _derived_charge_status(obj: Json) -> Status | None:
+    status = obj.get("status")
+    if status == "succeeded":
+        return Status.SUCCEEDED if obj.get("captured") is not False else Status.AUTHORIZED
+    return {"pending": Status.PROCESSING, "failed": Status.FAILED}.get(status) if isinstance(status, str) else None
+
+
+def _charge(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
+    _expect_object(obj, "charge")
+    charge, pi = _charge_ids(obj)
+    status = _CHARGE_STATUS[etype] or _derived_charge_status(obj)
+    amount = _amount(obj, "amount")
+    captured = int_at(obj, "amount_captured")
+    if status is Status.SUCCEEDED and captured:
+        amount = check_minor(captured)
+    return build_event(
+        env,
+        event_type=etype,
+        payment_id=pi or charge,
+        kind=Kind.PAYMENT,
+        occurred_at=occurred,
+        status=status,
+        amount_minor=amount,
+        currency=_currency(obj),
+        provider_status=str_at(obj, "status"),
+        related_ids=_related(payment_intent=pi, charge=charge),
+    )
+
+
+def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
+    _expect_object(obj, "charge")
+    charge, pi = _charge_ids(obj)
+    refunded = _amount(obj, "amount_refunded")
+    captured = int_at(obj, "amount_captured")
+    base = check_minor(captured) if captured else _amount(obj, "amount")
+    full = obj.get("refunded") is True or refunded >= base
+    refunds = list_at(obj_at(obj, "refunds"), "data")  # newest first; absent after 2022-11-15
+    return build_event(
+        env,
+        event_type=etype,
+        payment_id=pi or charge,
+        kind=Kind.REFUND,
+        occurred_at=occurred,
+        status=Status.REFUNDED if full else Status.PARTIALLY_REFUNDED,
+        amount_minor=refunded,
+        currency=_currency(obj),
+        provider_status=str_at(obj, "status"),
+        related_ids=_related(payment_intent=pi, charge=charge, refund=ref_id(refunds[0]) if refunds else None),
+        refunded_total_minor=refunded,
+    )
+
+
+def _refund(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
+    _expect_object(obj, "refund")
+    refund = str_at(obj, "id")
+    if refund is None:
+        raise NormalizeError("missing_field", "data.object.id (refund id)")
+    charge, pi = ref_id(obj.get("charge")), ref_id(obj.get("payment_intent"))
+    payment_id = pi or charge
+    if payment_id is None:
+        raise NormalizeError("missing_payment_id", "refund names neither payment_intent nor charge")
+    own_status = str_at(obj, "status")
+    counted = etype != "refund.failed" and own_status not in _REFUND_NOT_COUNTED
+    return build_event(
+        env,
+        event_type=etype,
+        payment_id=payment_id,
+        kind=Kind.REFUND,
+        occurred_at=occurred,
+        status=Status.PARTIALLY_REFUNDED if counted else None,
+        amount_minor=_amount(obj, "amount"),
+        currency=_currency(obj),
+        provider_status=own_status,
+        related_ids=_related(payment_intent=pi, charge=charge, refund=refund),
+    )
+
+
+def _dispute(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
+    _expect_object(obj, "dispute")
+    charge, pi = ref_id(obj.get("charge")), ref_id(obj.get("payment_intent"))
+    payment_id = pi or charge
+    if payment_id is None:
+        raise NormalizeError("missing_payment_id", "dispute names neither payment_intent nor charge")
+    own_status = str_at(obj, "status")
+    status = _DISPUTE_STATUS[etype]
+    if status is None:
+        status = _CLOSED_DISPUTE.get(own_status or "")
+        if status is None:
+            raise NormalizeError("unexpected_status", f"closed dispute with status {own_status!r}")
+    return build_event(
+        env,
+        event_type=etype,
+        payment_id=payment_id,
+        kind=Kind.DISPUTE,
+        occurred_at=occurred,
+        status=status,
+        amount_minor=_amount(obj, "amount"),
+        currency=_currency(obj),
+        provider_status=own_status,
+        related_ids=_related(payment_intent=pi, charge=charge, dispute=str_at(obj, "id")),
+    )
+
+
+_Handler = Callable[[WebhookEnvelope, str, Json, datetime], PaymentEvent]
+_HANDLERS: dict[str, _Handler] = {
+    **dict.fromkeys(_PAYMENT_INTENT_STATUS, _payment_intent),
+    **dict.fromkeys(_CHARGE_STATUS, _charge),
+    "charge.refunded": _charge_refunded,
+    **dict.fromkeys(_REFUND_TYPES, _refund),
+    **dict.fromkeys(_DISPUTE_STATUS, _dispute),
+}
+MAPPED_TYPES = frozenset(_HANDLERS)
+"""Every Stripe event type with a payment meaning; anything else is kind "other"."""
+
+
+def _other(env: WebhookEnvelope, etype: str, doc: Json, obj: Json | None, occurred: datetime) -> PaymentEvent:
+    """Unmapped or thin event: keep it visible, claim nothing about money it does not state plainly."""
+    payment_id = str_at(obj, "id") or ref_id(doc.get("related_object")) or env.provider_event_id
+    amount: int | None = None
+    currency: str | None = None
+    if obj is not None and obj.get("amount") is not None and obj.get("currency") is not None:
+        try:
+            amount, currency = check_minor(obj.get("amount")), currency_code(obj.get("currency"))
+        except NormalizeError:
+            amount, currency = None, None
+    return build_event(
+        env,
+        event_type=etype,
+        payment_id=payment_id,
+        kind=Kind.OTHER,
+        occurred_at=occurred,
+        amount_minor=amount,
+        currency=currency,
+        provider_status=str_at(obj, "status"),
+    )
+
+
+def normalize_stripe(env: WebhookEnvelope, doc: Json) -> PaymentEvent:
+    """Map one Stripe event (snapshot or thin) onto the canonical lifecycle."""
+    etype = check_envelope(env, doc, type_key="type", id_key="id")
+    obj = obj_at(obj_at(doc, "data"), "object")
+    handler = None if doc.get("object") == "v2.core.event" else _HANDLERS.get(etype)
+    created = [doc.get("created"), obj.get("created") if obj is not None else None]
+    occurred = resolve_time(created, env, strict=handler is not None)
+    if handler is None:
+        return _other(env, etype, doc, obj, occurred)
+    if obj is None:
+        raise NormalizeError("missing_field", "data.object")
+    return handler(env, etype, obj, occurred)

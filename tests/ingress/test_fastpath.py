@@ -1,0 +1,67 @@
+"""The webhook fast path and the FastAPI routes run the same handlers with the same answers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ingress import create_app
+from ingress.signing import sign_stripe
+from paystream.settings import Settings
+from tests.ingress.test_properties import RecordingPublisher
+
+SECRET = "whsec_fastpath"
+
+
+def app_and_publisher(tmp_path: Path) -> tuple[Any, RecordingPublisher]:
+    publisher = RecordingPublisher()
+    app = create_app(Settings(kafka_bootstrap="127.0.0.1:9", stripe_webhook_secrets=[SECRET], data_dir=tmp_path),
+                     publisher=publisher)
+    return app, publisher
+
+
+@pytest.mark.parametrize("target", ["fast_path", "fastapi_router"])
+async def test_both_paths_answer_alike(target: str, tmp_path: Path) -> None:
+    app, publisher = app_and_publisher(tmp_path)
+    # FastAPI's own stack, built without our outermost layer, reaches the declared routes
+    inner = FastAPI.build_middleware_stack(app)
+
+    async def without_fast_path(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = app
+        await inner(scope, receive, send)
+
+    asgi = app if target == "fast_path" else without_fast_path
+    body = b'{"id":"evt_fp","type":"charge.succeeded"}'
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t") as client:
+        ok = await client.post("/webhooks/stripe", content=body, headers={
+            "content-type": "application/json", "stripe-signature": sign_stripe(body, SECRET, int(time.time()))})
+        bad = await client.post("/webhooks/stripe", content=body, headers={
+            "content-type": "application/json", "stripe-signature": "t=1,v1=00"})
+        unknown = await client.post("/webhooks/standard/nobody", content=b"{}",
+                                    headers={"content-type": "application/json"})
+    assert ok.status_code == 200 and ok.json()["event_key"] == "stripe:evt_fp"
+    assert bad.status_code == 400 and bad.json()["reason"] == "signature_mismatch"
+    assert unknown.status_code == 404
+    assert len(publisher.records) == 1
+
+
+async def test_unexpected_errors_become_a_logged_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app, publisher = app_and_publisher(tmp_path)
+
+    def explode(*args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    app.state.ingress.stripe.verify = explode
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/webhooks/stripe", content=b"{}", headers={"content-type": "application/json"})
+        health = await client.get("/health")
+    assert response.status_code == 500 and response.json()["error"] == "internal_error"
+    assert "boom" not in response.text
+    assert health.status_code == 200
+    assert any("unexpected error" in r.getMessage() for r in caplog.records)
+    assert publisher.records == []
