@@ -75,6 +75,11 @@ class Settings(BaseSettings):
 
     # Streams
     dedup_ttl_s: int = Field(302_400, ge=MIN_DEDUP_TTL_S)
+    dedup_sweep_interval_s: float = Field(300.0, gt=0, description="how often expired dedup entries are deleted")
+    stream_batch_size: int = Field(1000, ge=1, description="records per worker batch")
+    stream_batch_ms: int = Field(50, ge=1, description="longest wait to fill a worker batch")
+    worker_id: str = Field("", description="distinguishes workers on one host; default: the web port")
+    table_standby_replicas: int = Field(1, ge=0, description="standby copies of each table partition")
     recon_window_s: int = Field(3600, ge=1)
     recon_grace_s: int = Field(600, ge=0)
 

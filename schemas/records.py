@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 
 __all__ = [
     "AmountMismatch",
+    "HistoryEntry",
     "LedgerEntry",
     "PaymentEvent",
     "PaymentState",
@@ -88,6 +89,19 @@ class PaymentEvent(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """One applied event in a payment's history."""
+
+    event_key: str
+    event_type: str
+    kind: str
+    occurred_at: datetime
+    moved_status: bool
+    status: str | None = None
+    amount_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentState(Record):
     AVRO_NAME: ClassVar[str] = "payment_state"
 
@@ -107,11 +121,23 @@ class PaymentState(Record):
     flags: list[str] = field(default_factory=list)
     refunds: dict[str, int] = field(default_factory=dict)
     ignored_events: list[str] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
     traceparent: str | None = None
 
     @property
     def payment_key(self) -> str:
         return f"{self.provider}:{self.payment_id}"
+
+    def to_avro(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["history"] = [{f.name: getattr(h, f.name) for f in fields(h)} for h in self.history]
+        return data
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> Self:
+        values = dict(data)
+        values["history"] = [HistoryEntry(**h) for h in data.get("history", [])]
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

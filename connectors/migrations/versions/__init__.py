@@ -1,0 +1,1 @@
+"""Alembic revisions for the sink tables (a package so a wheel ships them)."""

@@ -1,0 +1,44 @@
+"""`paystream worker`: one Faust worker (run several for more partitions)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from paystream.broker import fetch_cluster_id
+from paystream.observability import configure_logging
+from paystream.settings import Settings
+from schemas.topics import ensure_topics
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="web port (default PAYSTREAM_WORKER_PORT, 6066)")
+@click.option("--worker-id", default=None, help="names this worker's state directory (default: the web port)")
+def worker(port: int | None, worker_id: str | None) -> None:
+    """Deduplicate, normalize and keep payment state (Faust, RocksDB tables)."""
+    import faust
+
+    from streams.app import create_worker, worker_datadir
+    from streams.compat import reset_stale_state
+
+    overrides: dict[str, object] = {}
+    if port is not None:
+        overrides["worker_port"] = port
+    if worker_id is not None:
+        overrides["worker_id"] = worker_id
+    settings = Settings.from_env(**overrides)
+    configure_logging(settings.log_format, settings.log_level, process="worker")
+    if not settings.kafka_bootstrap:
+        raise click.ClickException(
+            "PAYSTREAM_KAFKA_BOOTSTRAP is empty: start `paystream broker` (or run `paystream dev`) and set it"
+        )
+
+    async def prepare() -> None:
+        await ensure_topics(settings.kafka_bootstrap, settings.topics, replication_factor=settings.replication_factor)
+        reset_stale_state(worker_datadir(settings), await fetch_cluster_id(settings.kafka_bootstrap))
+
+    asyncio.run(prepare())
+    app = create_worker(settings).app
+    faust.Worker(app, loglevel=settings.log_level.lower(), override_logging=False, redirect_stdouts=False,
+                 console_port=0).execute_from_commandline()

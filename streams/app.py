@@ -1,0 +1,129 @@
+"""The Faust application factory: topics, tables, agents, timers and web views.
+
+Nothing connects here; `paystream worker` starts it with a Faust `Worker`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from paystream.broker import faust_broker_options
+from paystream.settings import Settings
+from schemas.registry import HttpSchemaRegistry
+from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
+from streams.compat import install_embedded_broker_compat
+from streams.dlq import DeadLetters
+from streams.metrics import WorkerMetrics
+from streams.partitioned import PartitionedTable
+from streams.pipeline import Pipeline
+
+__all__ = ["Worker", "create_worker"]
+
+log = logging.getLogger("paystream.streams")
+
+
+@dataclass
+class Worker:
+    """The Faust app plus the pieces tests and views reach for."""
+
+    app: faust.App
+    settings: Settings
+    pipeline: Pipeline
+    registry: CollectorRegistry
+    state_table: Any
+    dedup_table: Any
+
+    @property
+    def datadir(self) -> Path:
+        return Path(self.app.conf.datadir)
+
+
+def app_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}paystream-worker"
+
+
+def worker_datadir(settings: Settings) -> Path:
+    return settings.data_dir / "worker" / (settings.worker_id or str(settings.worker_port))
+
+
+def create_worker(settings: Settings) -> Worker:
+    embedded = settings.uses_embedded_broker
+    if embedded:
+        install_embedded_broker_compat()
+    catalog = settings.topics
+    app = faust.App(
+        app_id(settings),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(worker_datadir(settings)),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_port=settings.worker_port,
+        web_bind="0.0.0.0",  # noqa: S104 - the worker web server serves ops views and routed lookups
+        web_host="127.0.0.1" if embedded else None,
+        producer_linger=0.001,
+        stream_wait_empty=False,
+        table_standby_replicas=settings.table_standby_replicas,
+        **faust_broker_options(embedded=embedded),
+    )
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    schema_registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+
+    raw_topic = app.topic(catalog.raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    events_topic = app.topic(catalog.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    table_options = {"driver": "rocksdict"}
+    dedup_table = app.Table("dedup", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                            options=table_options)
+    state_table = app.Table("payment-state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                            options=table_options)
+    dead_letters = DeadLetters(app, catalog.dlq, metrics=metrics)
+    pipeline = Pipeline(
+        app,
+        events_topic=catalog.events,
+        state_topic=catalog.state,
+        dedup=PartitionedTable(app, dedup_table),
+        states=PartitionedTable(app, state_table),
+        dead_letters=dead_letters,
+        metrics=metrics,
+        envelope_serde=envelope_serde(schema_registry),
+        event_serde=payment_event_serde(schema_registry),
+        state_serde=payment_state_serde(schema_registry),
+        dedup_ttl_s=settings.dedup_ttl_s,
+    )
+    batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
+
+    @app.agent(raw_topic, name="dedup-normalize")
+    async def dedup_normalize(stream: Any) -> None:
+        async for events in stream.take_events(batch_size, within=within):
+            await pipeline.process_raw([event.message for event in events])
+
+    @app.agent(events_topic, name="payment-state")
+    async def payment_state(stream: Any) -> None:
+        async for events in stream.take_events(batch_size, within=within):
+            await pipeline.process_events([event.message for event in events])
+
+    @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def sweep_dedup() -> None:
+        await pipeline.sweep_dedup(active=_active_partitions(app, catalog.raw))
+
+    worker = Worker(app, settings, pipeline, registry, state_table, dedup_table)
+    from streams.views import register_views
+
+    register_views(worker)
+    return worker
+
+
+def _active_partitions(app: faust.App, topic: str) -> set[int]:
+    """Partitions of `topic` this worker actively owns (standby partitions are never swept)."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}

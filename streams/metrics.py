@@ -1,0 +1,34 @@
+"""Worker metrics (`paystream_worker_*`), next to Faust's own Prometheus sensor on one registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["WorkerMetrics"]
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.records = Counter("paystream_worker_records", "Records consumed by stage", ["stage"],
+                               registry=registry)
+        self.dedup = Counter("paystream_worker_dedup", "Dedup verdicts (new, replay, duplicate, conflict)",
+                             ["verdict"], registry=registry)
+        self.events = Counter("paystream_worker_events", "Payment events emitted by kind and status",
+                              ["provider", "kind", "status"], registry=registry)
+        self.dead_letters = Counter("paystream_worker_dead_letters", "Records sent to the DLQ by stage",
+                                    ["stage"], registry=registry)
+        self.transitions = Counter("paystream_worker_state_transitions",
+                                   "Applied events: moved the status, or kept it (out of order)",
+                                   ["outcome"], registry=registry)
+        self.dedup_keys = Gauge("paystream_worker_dedup_keys", "Estimated keys in the local dedup table",
+                                registry=registry)
+        self.dedup_expired = Counter("paystream_worker_dedup_expired", "Dedup entries removed by the TTL sweep",
+                                     registry=registry)
+        self.batch_seconds = Histogram("paystream_worker_batch_seconds", "Time to process one batch", ["stage"],
+                                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                                       registry=registry)
+        self.e2e_seconds = Histogram("paystream_worker_ingress_to_state_seconds",
+                                     "Ingress receive time to payment state emitted",
+                                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                     registry=registry)

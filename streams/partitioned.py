@@ -1,0 +1,90 @@
+"""Direct, batched access to a Faust table's RocksDB partitions and changelog.
+
+Faust's `table[key] = value` sends one changelog record through its send-soon
+buffer per write (measured ~160 µs each, more than all the other work per event)
+and needs the current event in context. The agents here process whole batches,
+so they read and write the partition's RocksDB directly, send the changelog
+records through the producer's normal batching path, and record the persisted
+changelog offset once per partition when the broker acknowledged — the same
+bookkeeping Faust does, without the per-key cost. Recovery and standbys are
+untouched: they read the changelog exactly as for any Faust table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from faust.types import TP
+
+__all__ = ["PartitionedTable"]
+
+
+class PartitionedTable:
+    """Reads and batched writes for one Faust table (raw bytes keys and values)."""
+
+    def __init__(self, app: Any, table: Any) -> None:
+        self._app = app
+        self.table = table
+
+    @property
+    def changelog_topic(self) -> str:
+        name: str = self.table.changelog_topic.get_topic_name()
+        return name
+
+    def _db(self, partition: int) -> Any:
+        return self.table.data._db_for_partition(partition)
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        value: bytes | None = self._db(partition).get(key)
+        return value
+
+    async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
+        """Write `items` (None deletes) to the local partition and send their changelog records.
+
+        Returns the producer futures; `on_acked` updates the persisted offset once they resolve.
+        """
+        if not items:
+            return []
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for key, value in items.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db(partition).write(batch)
+        producer = self._app.producer
+        topic = self.changelog_topic
+        futures = [await producer.send(topic, key, value, partition, None, None) for key, value in items.items()]
+        if futures:
+            futures[-1].add_done_callback(lambda fut: self._on_acked(partition, fut))
+        return futures
+
+    def _on_acked(self, partition: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # not persisted: recovery will read the changelog from the previous offset
+        offset = future.result().offset
+        tp = TP(self.changelog_topic, partition)
+        previous = self.table.data.persisted_offset(tp)
+        if previous is None or offset > previous:
+            self.table.data.set_persisted_offset(tp, offset)
+
+    def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of one local partition, excluding Faust's own bookkeeping key."""
+        offset_key = self.table.data.offset_key
+        for key, value in self._db(partition).items():
+            if key != offset_key:
+                yield key, value
+
+    def partitions(self) -> list[int]:
+        return sorted(self.table.data._dbs)
+
+    def estimated_keys(self) -> int:
+        total = 0
+        for partition in self.partitions():
+            count = self._db(partition).property_int_value("rocksdb.estimate-num-keys")
+            total += int(count or 0)
+        return total

@@ -1,0 +1,234 @@
+"""The two processing stages, one batch at a time.
+
+Stage 1 (raw → events): decode the envelope, dedup by event key, normalize, and
+emit one `PaymentEvent` keyed by payment. Stage 2 (events → state): apply each
+event to its payment's state and emit the new `PaymentState`, once per payment
+per batch. Both write their tables directly (see `partitioned.py`), send every
+output through the worker's producer, and wait for the acknowledgements before
+taking the next batch, so Faust commits an input offset only after everything it
+caused is stored. Anything that fails goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.clock import to_epoch_ms
+from schemas.exceptions import DecodeError
+from schemas.records import PaymentEvent, PaymentState
+from schemas.serde import AvroSerde
+from streams.dedup import Sighting, Verdict, body_digest, is_expired, judge
+from streams.dlq import DeadLetters
+from streams.metrics import WorkerMetrics
+from streams.normalize import NormalizeError, StandardMappings, normalize
+from streams.partitioned import PartitionedTable
+from streams.state import apply_event
+
+__all__ = ["SOURCE_HEADER", "DedupStats", "Pipeline"]
+
+SOURCE_HEADER = "paystream.source"
+
+log = logging.getLogger("paystream.streams")
+
+
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        return [(k, v) for k, v in headers.items() if isinstance(v, bytes)]
+    return [(k, v) for k, v in headers if isinstance(v, bytes)]
+
+
+@dataclass
+class DedupStats:
+    new: int = 0
+    replayed: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    expired: int = 0
+    watermark_ms: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def hit_rate(self) -> float:
+        seen = self.new + self.replayed + self.duplicates + self.conflicts
+        return self.duplicates / seen if seen else 0.0
+
+
+class Pipeline:
+    """Holds the serdes, tables and helpers both stages share; Faust wiring lives in `app.py`."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        events_topic: str,
+        state_topic: str,
+        dedup: PartitionedTable,
+        states: PartitionedTable,
+        dead_letters: DeadLetters,
+        metrics: WorkerMetrics,
+        envelope_serde: AvroSerde[Any],
+        event_serde: AvroSerde[PaymentEvent],
+        state_serde: AvroSerde[PaymentState],
+        dedup_ttl_s: int,
+        mappings: StandardMappings | None = None,
+    ) -> None:
+        self.app = app
+        self.events_topic = events_topic
+        self.state_topic = state_topic
+        self.dedup = dedup
+        self.states = states
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.envelope_serde = envelope_serde
+        self.event_serde = event_serde
+        self.state_serde = state_serde
+        self.dedup_ttl_s = dedup_ttl_s
+        self.mappings = mappings
+        self.stats = DedupStats()
+        self.processed = {"raw": 0, "events": 0}
+
+    # Stage 1 ---------------------------------------------------------------------------
+
+    async def process_raw(self, messages: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        producer = self.app.producer
+        futures: list[asyncio.Future[Any]] = []
+        writes: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
+        stats = self.stats
+        for message in messages:
+            try:
+                envelope = self.envelope_serde.decode(message.value)
+            except DecodeError as exc:
+                futures.append(await self.dead_letters.send(message, "decode", exc))
+                continue
+            key: bytes = message.key if isinstance(message.key, bytes) else envelope.key.encode()
+            partition, offset = message.partition, message.offset
+            digest = body_digest(envelope.body)
+            pending = writes[partition].get(key)
+            raw = pending if pending is not None else self.dedup.get(partition, key)
+            verdict = judge(Sighting.unpack(raw) if raw else None, partition, offset, digest)
+            self.metrics.dedup.labels(verdict.value).inc()
+            received_ms = to_epoch_ms(envelope.received_at)
+            if received_ms > stats.watermark_ms.get(partition, 0):
+                stats.watermark_ms[partition] = received_ms
+            if verdict is Verdict.DUPLICATE:
+                stats.duplicates += 1
+                continue
+            if verdict is Verdict.CONFLICT:
+                stats.conflicts += 1
+                futures.append(await self.dead_letters.send(
+                    message, "dedup", ValueError("same event id, different body"), reason="conflicting_duplicate"))
+                continue
+            try:
+                event = normalize(envelope, self.mappings)
+            except NormalizeError as exc:
+                futures.append(await self.dead_letters.send(message, "normalize", exc, reason=exc.reason))
+                continue
+            if verdict is Verdict.NEW:
+                stats.new += 1
+            else:
+                stats.replayed += 1
+            provider_ms = to_epoch_ms(event.occurred_at)
+            writes[partition][key] = Sighting(partition, offset, digest, provider_ms, received_ms).pack()
+            # where it came from: a re-emitted event carries the same source, which proves it is a replay
+            headers = [h for h in _headers(message) if h[0] == "traceparent"]
+            headers.append((SOURCE_HEADER, f"{partition}:{offset}".encode()))
+            futures.append(await producer.send(self.events_topic, event.payment_key.encode(),
+                                               self.event_serde.encode(event), None, None, headers))
+            self.metrics.events.labels(event.provider, event.kind, event.status or "none").inc()
+        for partition, items in writes.items():
+            futures.extend(await self.dedup.write(partition, items))
+        if futures:
+            await asyncio.gather(*futures)
+        self.processed["raw"] += len(messages)
+        self.metrics.records.labels("raw").inc(len(messages))
+        self.metrics.batch_seconds.labels("raw").observe(time.perf_counter() - started)
+
+    # Stage 2 ---------------------------------------------------------------------------
+
+    async def process_events(self, messages: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        producer = self.app.producer
+        futures: list[asyncio.Future[Any]] = []
+        changed: dict[int, dict[bytes, PaymentState]] = defaultdict(dict)
+        received: dict[bytes, Any] = {}
+        for message in messages:
+            try:
+                event = self.event_serde.decode(message.value)
+            except DecodeError as exc:
+                futures.append(await self.dead_letters.send(message, "decode", exc))
+                continue
+            key: bytes = message.key if isinstance(message.key, bytes) else event.payment_key.encode()
+            partition = message.partition
+            state = changed[partition].get(key)
+            if state is None:
+                raw = self.states.get(partition, key)
+                if raw is not None:
+                    try:
+                        state = self.state_serde.decode(raw)
+                    except DecodeError as exc:
+                        futures.append(await self.dead_letters.send(message, "state", exc,
+                                                                    reason="unreadable_state"))
+                        continue
+            try:
+                new_state = apply_event(state, event)
+            except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
+                log.exception("state machine failed", extra={"event_key": event.event_key})
+                futures.append(await self.dead_letters.send(message, "state", exc))
+                continue
+            if new_state is None:
+                continue
+            self.metrics.transitions.labels("moved" if new_state.history[-1].moved_status else "kept").inc()
+            changed[partition][key] = new_state
+            received[key] = event.received_at
+        now = time.time()
+        for partition, states in changed.items():
+            encoded = {key: self.state_serde.encode(state) for key, state in states.items()}
+            futures.extend(await self.states.write(partition, dict(encoded)))
+            for key, value in encoded.items():
+                state = states[key]
+                headers = [("traceparent", state.traceparent.encode())] if state.traceparent else []
+                futures.append(await producer.send(self.state_topic, key, value, None, None, headers))
+                self.metrics.e2e_seconds.observe(max(0.0, now - received[key].timestamp()))
+        if futures:
+            await asyncio.gather(*futures)
+        self.processed["events"] += len(messages)
+        self.metrics.records.labels("events").inc(len(messages))
+        self.metrics.batch_seconds.labels("events").observe(time.perf_counter() - started)
+
+    # Dedup TTL -----------------------------------------------------------------------------
+
+    async def sweep_dedup(self, *, active: set[int] | None = None, chunk: int = 5000) -> int:
+        """Delete dedup entries older than the TTL in event time; returns how many.
+
+        Only `active` partitions are swept: a standby copy is kept in step by its owner's tombstones.
+        """
+        removed = 0
+        for partition in self.dedup.partitions():
+            if active is not None and partition not in active:
+                continue
+            watermark = self.stats.watermark_ms.get(partition)
+            if watermark is None:
+                continue
+            expired: dict[bytes, bytes | None] = {}
+            for index, (key, value) in enumerate(self.dedup.scan(partition)):
+                if is_expired(Sighting.unpack(value), watermark, self.dedup_ttl_s):
+                    expired[key] = None
+                if index % chunk == chunk - 1:
+                    await asyncio.sleep(0)  # let the agents run between chunks
+            if expired:
+                futures = await self.dedup.write(partition, expired)
+                await asyncio.gather(*futures)
+                removed += len(expired)
+        self.stats.expired += removed
+        self.metrics.dedup_expired.inc(removed)
+        self.metrics.dedup_keys.set(self.dedup.estimated_keys())
+        if removed:
+            log.info("dedup entries expired", extra={"removed": removed})
+        return removed

@@ -1,0 +1,154 @@
+"""The worker's web views (Faust web, aiohttp): health, readiness, metrics and the ops JSON views.
+
+Ops views need `Authorization: Bearer <PAYSTREAM_OPS_TOKEN>`: none → 401, wrong → 403.
+A token in the query string is refused too (it would end up in access logs).
+Payment lookups are answered by the worker that owns the payment's partition;
+another worker forwards the request there.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiokafka.partitioner import DefaultPartitioner
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.web import Request, Response, View
+
+from schemas.lifecycle import Provider
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+__all__ = ["register_views"]
+
+log = logging.getLogger("paystream.streams.views")
+_partitioner = DefaultPartitioner()
+ROUTED_HEADER = "x-paystream-routed"
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def state_json(state: Any) -> dict[str, Any]:
+    data: dict[str, Any] = state.to_avro()
+    for name in ("created_at", "updated_at", "status_at"):
+        data[name] = _iso(data[name])
+    data["history"] = [{**h, "occurred_at": _iso(h["occurred_at"])} for h in data["history"]]
+    return data
+
+
+def _authorize(worker: Worker, request: Request) -> tuple[int, str] | None:
+    """None when allowed, else (status, reason)."""
+    token = worker.settings.ops_token
+    query = getattr(request, "query", {}) or {}
+    if "token" in query or "access_token" in query:
+        return 400, "tokens are only accepted in the Authorization header"
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return 401, "missing bearer token"
+    scheme, _, supplied = header.partition(" ")
+    if token is None or scheme.lower() != "bearer" or not hmac.compare_digest(
+            supplied.strip().encode(), token.get_secret_value().encode()):
+        return 403, "invalid token"
+    return None
+
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def protected(worker: Worker, handler: Handler) -> Handler:
+    async def wrapper(view: View, request: Request, **match_info: Any) -> Response:
+        refusal = _authorize(worker, request)
+        if refusal is not None:
+            status, reason = refusal
+            return view.json({"error": "unauthorized" if status == 401 else "forbidden", "message": reason},
+                             status=status)
+        return await handler(view, request)
+
+    return wrapper
+
+
+def register_views(worker: Worker) -> None:
+    app = worker.app
+    pipeline = worker.pipeline
+    setup_prometheus_sensors(app, pattern="/metrics", registry=worker.registry)
+    state_table = worker.state_table
+    partitions = list(range(worker.settings.partitions))
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            recovery = app.tables.recovery  # type: ignore[attr-defined]
+            ready = app.consumer is not None and recovery.completed.is_set() and not app.rebalancing
+            body = {"status": "ready" if ready else "not_ready", "rebalancing": bool(app.rebalancing),
+                    "recovery_completed": recovery.completed.is_set()}
+            return self.json(body, status=200 if ready else 503)
+
+    async def payment(view: View, request: Request) -> Response:
+        payment_id = request.match_info["payment_id"]
+        provider = request.query.get("provider")
+        providers = [provider] if provider else [p.value for p in Provider]
+        for candidate in providers:
+            key = f"{candidate}:{payment_id}".encode()
+            partition = _partitioner(key, partitions, partitions)
+            owner = app.router.key_store(state_table.name, key)
+            local = str(owner).rstrip("/") == str(app.conf.canonical_url).rstrip("/")
+            if not local:
+                if request.headers.get(ROUTED_HEADER):
+                    continue
+                found = await _forward(owner, request, candidate, payment_id)
+                if found is not None:
+                    return view.json(found)
+                continue
+            raw = pipeline.states.get(partition, key)
+            if raw is not None:
+                state = pipeline.state_serde.decode(raw)
+                return view.json({"payment": state_json(state), "served_by": str(app.conf.canonical_url)})
+        return view.json({"error": "not_found", "message": f"no payment {payment_id!r}"}, status=404)
+
+    async def dedup_stats(view: View, request: Request) -> Response:
+        stats = pipeline.stats
+        return view.json({
+            "new": stats.new, "replayed": stats.replayed, "duplicates": stats.duplicates,
+            "conflicts": stats.conflicts, "expired": stats.expired, "hit_rate": round(stats.hit_rate, 4),
+            "estimated_keys": pipeline.dedup.estimated_keys(), "ttl_s": pipeline.dedup_ttl_s,
+            "worker": str(app.conf.canonical_url),
+        })
+
+    async def dlq_recent(view: View, request: Request) -> Response:
+        letters = pipeline.dead_letters
+        return view.json({"count": letters.count, "recent": [
+            {"original_topic": d.original_topic, "original_partition": d.original_partition,
+             "original_offset": d.original_offset, "key": d.key, "stage": d.stage,
+             "exception_class": d.exception_class, "message": d.message, "reason": d.reason,
+             "failed_at": d.failed_at.isoformat()} for d in letters.recent]})
+
+    for path, handler in (("/payments/{payment_id}", payment), ("/dedup/stats", dedup_stats),
+                          ("/dlq/recent", dlq_recent)):
+        view_class = type(f"Ops{handler.__name__.title()}", (View,), {"get": protected(worker, handler)})
+        app.page(path)(view_class)
+
+
+async def _forward(owner: Any, request: Request, provider: str, payment_id: str) -> dict[str, Any] | None:
+    url = f"{str(owner).rstrip('/')}/payments/{payment_id}?provider={provider}"
+    headers = {"Authorization": request.headers.get("Authorization", ""), ROUTED_HEADER: "1"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
+                session.get(url, headers=headers) as response:
+            if response.status != 200:
+                return None
+            data: dict[str, Any] = await response.json()
+            return data
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("payment lookup forward failed", extra={"owner": str(owner), "error": str(exc)})
+        return None
