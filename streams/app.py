@@ -38,6 +38,7 @@ class Worker:
     registry: CollectorRegistry
     state_table: Any
     dedup_table: Any
+    reconciliation: Any = None
 
     @property
     def datadir(self) -> Path:
@@ -118,8 +119,10 @@ def create_worker(settings: Settings) -> Worker:
         await pipeline.sweep_dedup(active=_active_partitions(app, catalog.raw))
 
     worker = Worker(app, settings, pipeline, registry, state_table, dedup_table)
+    from streams.reconcile import register_reconciliation
     from streams.views import register_views
 
+    worker.reconciliation = register_reconciliation(worker)
     register_views(worker)
     return worker
 
