@@ -38,8 +38,10 @@ RECONCILIATION = TopicSpec(
 )
 LEDGER = TopicSpec("payments.ledger.v1", "<provider>:<payment_id>", "LedgerEntry")
 DLQ = TopicSpec("payments.dlq.v1", "original key", "original bytes")
+# internal to the workers: events whose payment partition another worker owns (see streams/pipeline.py)
+STATE_INPUT = TopicSpec("payments.state-input.v1", "<provider>:<payment_id>", "PaymentEvent")
 
-ALL_SPECS: tuple[TopicSpec, ...] = (RAW, EVENTS, STATE, RECONCILIATION, LEDGER, DLQ)
+ALL_SPECS: tuple[TopicSpec, ...] = (RAW, EVENTS, STATE, RECONCILIATION, LEDGER, DLQ, STATE_INPUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,10 @@ class TopicCatalog:
     @property
     def dlq(self) -> str:
         return self.name(DLQ)
+
+    @property
+    def state_input(self) -> str:
+        return self.name(STATE_INPUT)
 
     def specs(self) -> tuple[TopicSpec, ...]:
         return ALL_SPECS

@@ -73,7 +73,7 @@ def create_worker(settings: Settings) -> Worker:
         web_bind="0.0.0.0",  # noqa: S104 - the worker web server serves ops views and routed lookups
         web_host="127.0.0.1" if embedded else None,
         producer_linger=0.001,
-        stream_wait_empty=False,
+        stream_wait_empty=True,  # a rebalance waits for the batch in hand (state ownership is checked per batch)
         table_standby_replicas=settings.table_standby_replicas,
         **faust_broker_options(embedded=embedded),
     )
@@ -82,7 +82,8 @@ def create_worker(settings: Settings) -> Worker:
     schema_registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
 
     raw_topic = app.topic(catalog.raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
-    events_topic = app.topic(catalog.events, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    state_input_topic = app.topic(catalog.state_input, key_type=bytes, value_type=bytes,
+                                  partitions=settings.partitions)
     table_options = {"driver": "rocksdict"}
     dedup_table = app.Table("dedup", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                             options=table_options)
@@ -93,6 +94,7 @@ def create_worker(settings: Settings) -> Worker:
         app,
         events_topic=catalog.events,
         state_topic=catalog.state,
+        state_input_topic=catalog.state_input,
         dedup=PartitionedTable(app, dedup_table),
         states=PartitionedTable(app, state_table),
         dead_letters=dead_letters,
@@ -101,18 +103,20 @@ def create_worker(settings: Settings) -> Worker:
         event_serde=payment_event_serde(schema_registry),
         state_serde=payment_state_serde(schema_registry),
         dedup_ttl_s=settings.dedup_ttl_s,
+        partitions=settings.partitions,
     )
     batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
 
     @app.agent(raw_topic, name="dedup-normalize")
     async def dedup_normalize(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_raw([event.message for event in events])
+            await pipeline.process_raw([event.message for event in events],
+                                       active=_active_partitions(app, catalog.state_input))
 
-    @app.agent(events_topic, name="payment-state")
+    @app.agent(state_input_topic, name="payment-state")
     async def payment_state(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_events([event.message for event in events])
+            await pipeline.process_state_input([event.message for event in events])
 
     @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:

@@ -21,6 +21,8 @@ class WorkerMetrics:
         self.transitions = Counter("paystream_worker_state_transitions",
                                    "Applied events: moved the status, or kept it (out of order)",
                                    ["outcome"], registry=registry)
+        self.applied = Counter("paystream_worker_state_events", "Events applied to payment states (incl. replays)",
+                               registry=registry)
         self.dedup_keys = Gauge("paystream_worker_dedup_keys", "Estimated keys in the local dedup table",
                                 registry=registry)
         self.dedup_expired = Counter("paystream_worker_dedup_expired", "Dedup entries removed by the TTL sweep",

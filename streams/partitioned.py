@@ -40,13 +40,14 @@ class PartitionedTable:
         value: bytes | None = self._db(partition).get(key)
         return value
 
-    async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
-        """Write `items` (None deletes) to the local partition and send their changelog records.
+    def write_local(self, partition: int, items: dict[bytes, bytes | None]) -> None:
+        """Apply `items` (None deletes) to the local partition in one RocksDB write batch.
 
-        Returns the producer futures; `on_acked` updates the persisted offset once they resolve.
+        Synchronous on purpose: callers read, decide and write without an `await` in between,
+        so no other agent on the event loop can interleave a read-modify-write.
         """
         if not items:
-            return []
+            return
         from rocksdict import WriteBatch
 
         batch = WriteBatch(raw_mode=True)
@@ -56,6 +57,16 @@ class PartitionedTable:
             else:
                 batch.put(key, value)
         self._db(partition).write(batch)
+
+    async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
+        """`write_local` then `send_changelog`."""
+        self.write_local(partition, items)
+        return await self.send_changelog(partition, items)
+
+    async def send_changelog(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
+        """Send the changelog records of already-written items; the persisted offset follows their acks."""
+        if not items:
+            return []
         producer = self._app.producer
         topic = self.changelog_topic
         futures = [await producer.send(topic, key, value, partition, None, None) for key, value in items.items()]

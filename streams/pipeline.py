@@ -1,12 +1,15 @@
 """The two processing stages, one batch at a time.
 
 Stage 1 (raw → events): decode the envelope, dedup by event key, normalize, and
-emit one `PaymentEvent` keyed by payment. Stage 2 (events → state): apply each
-event to its payment's state and emit the new `PaymentState`, once per payment
-per batch. Both write their tables directly (see `partitioned.py`), send every
-output through the worker's producer, and wait for the acknowledgements before
-taking the next batch, so Faust commits an input offset only after everything it
-caused is stored. Anything that fails goes to the dead-letter topic.
+emit one `PaymentEvent` keyed by payment to payments.events.v1; then apply it to
+the payment's state right away when this worker owns the payment's partition, or
+hand it to the owner through the internal payments.state-input.v1 topic (stage 2).
+Each payment's state is written and emitted once per batch.
+
+Both stages write their tables directly (see `partitioned.py`), send every output
+through the worker's producer, and wait for the acknowledgements before taking the
+next batch, so Faust commits an input offset only after everything it caused is
+stored. Anything that fails goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+from aiokafka.partitioner import murmur2
 
 from schemas.clock import to_epoch_ms
 from schemas.exceptions import DecodeError
@@ -35,6 +41,12 @@ __all__ = ["SOURCE_HEADER", "DedupStats", "Pipeline"]
 SOURCE_HEADER = "paystream.source"
 
 log = logging.getLogger("paystream.streams")
+
+
+@lru_cache(maxsize=65536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """aiokafka's default (Java-compatible murmur2) partition, cached: the same payments recur."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _headers(message: Any) -> list[tuple[str, bytes]]:
@@ -68,6 +80,7 @@ class Pipeline:
         *,
         events_topic: str,
         state_topic: str,
+        state_input_topic: str,
         dedup: PartitionedTable,
         states: PartitionedTable,
         dead_letters: DeadLetters,
@@ -76,11 +89,13 @@ class Pipeline:
         event_serde: AvroSerde[PaymentEvent],
         state_serde: AvroSerde[PaymentState],
         dedup_ttl_s: int,
+        partitions: int,
         mappings: StandardMappings | None = None,
     ) -> None:
         self.app = app
         self.events_topic = events_topic
         self.state_topic = state_topic
+        self.state_input_topic = state_input_topic
         self.dedup = dedup
         self.states = states
         self.dead_letters = dead_letters
@@ -89,18 +104,29 @@ class Pipeline:
         self.event_serde = event_serde
         self.state_serde = state_serde
         self.dedup_ttl_s = dedup_ttl_s
+        self.partitions = partitions
         self.mappings = mappings
         self.stats = DedupStats()
         self.processed = {"raw": 0, "events": 0}
 
     # Stage 1 ---------------------------------------------------------------------------
 
-    async def process_raw(self, messages: Sequence[Any]) -> None:
+    async def process_raw(self, messages: Sequence[Any], active: set[int] | None = None) -> None:
+        """Dedup + normalize a batch of raw records; apply payment state here when we own the payment.
+
+        `active` are the partitions this worker owns (co-partitioned across our topics by Faust's
+        assignor). A payment whose partition is active is applied to the local state table at once;
+        any other goes to the internal state-input topic for its owner (`process_state_input`). With
+        one worker nothing takes the second hop.
+        """
         started = time.perf_counter()
         producer = self.app.producer
         futures: list[asyncio.Future[Any]] = []
         writes: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
+        local: list[tuple[Any, int, bytes, PaymentEvent]] = []
         stats = self.stats
+        verdicts: Counter[str] = Counter()
+        emitted: Counter[tuple[str, str, str]] = Counter()
         for message in messages:
             try:
                 envelope = self.envelope_serde.decode(message.value)
@@ -113,7 +139,7 @@ class Pipeline:
             pending = writes[partition].get(key)
             raw = pending if pending is not None else self.dedup.get(partition, key)
             verdict = judge(Sighting.unpack(raw) if raw else None, partition, offset, digest)
-            self.metrics.dedup.labels(verdict.value).inc()
+            verdicts[verdict.value] += 1
             received_ms = to_epoch_ms(envelope.received_at)
             if received_ms > stats.watermark_ms.get(partition, 0):
                 stats.watermark_ms[partition] = received_ms
@@ -139,33 +165,71 @@ class Pipeline:
             # where it came from: a re-emitted event carries the same source, which proves it is a replay
             headers = [h for h in _headers(message) if h[0] == "traceparent"]
             headers.append((SOURCE_HEADER, f"{partition}:{offset}".encode()))
-            futures.append(await producer.send(self.events_topic, event.payment_key.encode(),
-                                               self.event_serde.encode(event), None, None, headers))
-            self.metrics.events.labels(event.provider, event.kind, event.status or "none").inc()
+            payment_key = event.payment_key.encode()
+            payment_partition = partition_for(payment_key, self.partitions)
+            encoded_event = self.event_serde.encode(event)
+            futures.append(await producer.send(self.events_topic, payment_key, encoded_event, payment_partition,
+                                               None, headers))
+            emitted[(event.provider, event.kind, event.status or "none")] += 1
+            if event.kind == "other":
+                continue  # changes no state
+            if active is None or payment_partition in active:
+                local.append((message, payment_partition, payment_key, event))
+            else:
+                futures.append(await producer.send(self.state_input_topic, payment_key, encoded_event,
+                                                   payment_partition, None, headers))
         for partition, items in writes.items():
-            futures.extend(await self.dedup.write(partition, items))
+            self.dedup.write_local(partition, items)
+        futures.extend(await self._apply_states(local))
+        for partition, items in writes.items():
+            futures.extend(await self.dedup.send_changelog(partition, items))
         if futures:
             await asyncio.gather(*futures)
+        for verdict_name, count in verdicts.items():
+            self.metrics.dedup.labels(verdict_name).inc(count)
+        for labels, count in emitted.items():
+            self.metrics.events.labels(*labels).inc(count)
         self.processed["raw"] += len(messages)
         self.metrics.records.labels("raw").inc(len(messages))
         self.metrics.batch_seconds.labels("raw").observe(time.perf_counter() - started)
 
     # Stage 2 ---------------------------------------------------------------------------
 
-    async def process_events(self, messages: Sequence[Any]) -> None:
+    async def process_state_input(self, messages: Sequence[Any]) -> None:
+        """Apply events another worker routed to us because we own their payments' partitions."""
         started = time.perf_counter()
-        producer = self.app.producer
         futures: list[asyncio.Future[Any]] = []
-        changed: dict[int, dict[bytes, PaymentState]] = defaultdict(dict)
-        received: dict[bytes, Any] = {}
+        items: list[tuple[Any, int, bytes, PaymentEvent]] = []
         for message in messages:
             try:
                 event = self.event_serde.decode(message.value)
             except DecodeError as exc:
                 futures.append(await self.dead_letters.send(message, "decode", exc))
                 continue
-            key: bytes = message.key if isinstance(message.key, bytes) else event.payment_key.encode()
-            partition = message.partition
+            key = message.key if isinstance(message.key, bytes) else event.payment_key.encode()
+            items.append((message, message.partition, key, event))
+        futures.extend(await self._apply_states(items))
+        if futures:
+            await asyncio.gather(*futures)
+        self.metrics.records.labels("state_input").inc(len(messages))
+        self.metrics.batch_seconds.labels("state_input").observe(time.perf_counter() - started)
+
+    async def _apply_states(self, items: Sequence[tuple[Any, int, bytes, PaymentEvent]]
+                            ) -> list[asyncio.Future[Any]]:
+        """Apply events to payment states: one table write and one output per payment per batch.
+
+        Everything up to the local RocksDB writes is synchronous, so two agents sharing the table
+        cannot interleave a read-modify-write. An event the state has already applied (a replay
+        after a crash) re-emits the current state: its first emission may not have reached the topic.
+        """
+        if not items:
+            return []
+        changed: dict[int, dict[bytes, PaymentState]] = defaultdict(dict)
+        reemit: dict[int, dict[bytes, PaymentState]] = defaultdict(dict)
+        received: dict[bytes, Any] = {}
+        failures: list[tuple[Any, str, BaseException, str | None]] = []
+        transitions: Counter[str] = Counter()
+        for message, partition, key, event in items:
             state = changed[partition].get(key)
             if state is None:
                 raw = self.states.get(partition, key)
@@ -173,34 +237,48 @@ class Pipeline:
                     try:
                         state = self.state_serde.decode(raw)
                     except DecodeError as exc:
-                        futures.append(await self.dead_letters.send(message, "state", exc,
-                                                                    reason="unreadable_state"))
+                        failures.append((message, "state", exc, "unreadable_state"))
                         continue
             try:
                 new_state = apply_event(state, event)
             except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
                 log.exception("state machine failed", extra={"event_key": event.event_key})
-                futures.append(await self.dead_letters.send(message, "state", exc))
+                failures.append((message, "state", exc, None))
                 continue
             if new_state is None:
+                if state is not None and event.kind != "other" and key not in changed[partition]:
+                    reemit[partition][key] = state
                 continue
-            self.metrics.transitions.labels("moved" if new_state.history[-1].moved_status else "kept").inc()
+            transitions["moved" if new_state.history[-1].moved_status else "kept"] += 1
             changed[partition][key] = new_state
+            reemit[partition].pop(key, None)
             received[key] = event.received_at
+        encoded = {partition: {key: self.state_serde.encode(state) for key, state in states.items()}
+                   for partition, states in changed.items()}
+        for partition, values in encoded.items():
+            self.states.write_local(partition, dict(values))
+        # -- from here on the event loop may run other agents: the table is consistent --
+        producer = self.app.producer
+        futures: list[asyncio.Future[Any]] = []
+        for message, stage, error, reason in failures:
+            futures.append(await self.dead_letters.send(message, stage, error, reason=reason))
         now = time.time()
-        for partition, states in changed.items():
-            encoded = {key: self.state_serde.encode(state) for key, state in states.items()}
-            futures.extend(await self.states.write(partition, dict(encoded)))
-            for key, value in encoded.items():
-                state = states[key]
+        for partition, values in encoded.items():
+            futures.extend(await self.states.send_changelog(partition, dict(values)))
+            for key, value in values.items():
+                state = changed[partition][key]
                 headers = [("traceparent", state.traceparent.encode())] if state.traceparent else []
-                futures.append(await producer.send(self.state_topic, key, value, None, None, headers))
+                futures.append(await producer.send(self.state_topic, key, value, partition, None, headers))
                 self.metrics.e2e_seconds.observe(max(0.0, now - received[key].timestamp()))
-        if futures:
-            await asyncio.gather(*futures)
-        self.processed["events"] += len(messages)
-        self.metrics.records.labels("events").inc(len(messages))
-        self.metrics.batch_seconds.labels("events").observe(time.perf_counter() - started)
+        for partition, states in reemit.items():
+            for key, state in states.items():
+                futures.append(await producer.send(self.state_topic, key, self.state_serde.encode(state), partition,
+                                                   None, []))
+        for outcome, count in transitions.items():
+            self.metrics.transitions.labels(outcome).inc(count)
+        self.processed["events"] += len(items)
+        self.metrics.applied.inc(len(items))
+        return futures
 
     # Dedup TTL -----------------------------------------------------------------------------
 

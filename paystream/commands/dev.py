@@ -79,7 +79,7 @@ async def _run(settings: Settings) -> int:
                                          http_ready(f"http://127.0.0.1:{ingress_port}/ready"), env))
         if _available("worker"):
             await supervisor.start(ChildSpec("worker", [*cli, "worker"],
-                                             http_ready(f"http://127.0.0.1:{worker_port}/health"), env,
+                                             http_ready(f"http://127.0.0.1:{worker_port}/ready"), env,
                                              ready_timeout_s=120))
             ops_url = f"http://127.0.0.1:{worker_port}"
         if _available("sink"):

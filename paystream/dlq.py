@@ -1,0 +1,82 @@
+"""Reading and replaying dead letters (the library behind `paystream dlq`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from paystream.broker import CompatConsumer, producer_options
+from schemas.dlq import DeadLetterInfo, parse_dlq_headers
+
+__all__ = ["DeadLetterRecord", "read_dead_letters", "replay_dead_letters"]
+
+REPLAYED_FROM = "dlq.replayed_from"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    info: DeadLetterInfo
+    headers: list[tuple[str, bytes]]
+
+
+async def read_dead_letters(bootstrap: str, topic: str, *, stage: str | None = None,
+                            since: datetime | None = None) -> AsyncIterator[DeadLetterRecord]:
+    """Every dead letter currently on `topic`, oldest first per partition, optionally filtered."""
+    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await consumer._client._wait_on_metadata(topic))]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                *remaining, timeout_ms=1000)
+            if not batch:
+                remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+                continue
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends[tp] - 1:
+                        remaining.discard(tp)
+                    if record.offset >= ends[tp]:
+                        continue
+                    headers = list(record.headers or [])
+                    try:
+                        info = parse_dlq_headers(headers)
+                    except (KeyError, ValueError):
+                        continue  # not a dead letter we wrote
+                    if stage is not None and info.stage != stage:
+                        continue
+                    if since is not None and info.failed_at < since:
+                        continue
+                    yield DeadLetterRecord(tp.partition, record.offset, record.key, record.value, info, headers)
+    finally:
+        await consumer.stop()
+
+
+async def replay_dead_letters(bootstrap: str, records: list[DeadLetterRecord], *, embedded: bool,
+                              dlq_topic: str) -> int:
+    """Put each record's original key and bytes back on its original topic (acks=all)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded))
+    await producer.start()
+    try:
+        futures = []
+        for record in records:
+            headers = [(k, v) for k, v in record.headers if k == "traceparent"]
+            headers.append((REPLAYED_FROM, f"{dlq_topic}:{record.partition}:{record.offset}".encode()))
+            futures.append(await producer.send(record.info.original_topic, record.value, key=record.key,
+                                               headers=headers))
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()

@@ -1,0 +1,54 @@
+"""What the two stages need from a table partition and the producer, so tests and the benchmark can stand in.
+
+In the worker, `PrefixTable` is a Faust table read and written per partition
+(see `streams.partitioned`), plus ordered prefix scans over its RocksDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any, Protocol
+
+from aiokafka.partitioner import murmur2
+
+from streams.partitioned import PartitionedTable
+
+__all__ = ["PartitionStore", "PrefixTable", "Producer", "gather", "partition_for"]
+
+
+@lru_cache(maxsize=4096)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The producer's default partition (Java-compatible murmur2), cached: a few series keys recur all day."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionStore(Protocol):
+    def get(self, partition: int, key: bytes) -> bytes | None: ...
+
+    async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]: ...
+
+    def scan_prefix(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class Producer(Protocol):
+    """Faust's producer: `send` queues a record and returns a future for its acknowledgement."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Any) -> asyncio.Future[Any]: ...
+
+
+class PrefixTable(PartitionedTable):
+    def scan_prefix(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Keys starting with `prefix`, in key order (RocksDB iterates sorted)."""
+        for key, value in self._db(partition).items(from_key=prefix):
+            if not key.startswith(prefix):
+                break
+            yield key, value
+
+
+async def gather(futures: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for acknowledgements; a failed send raises, so nothing after it is marked done."""
+    if futures:
+        await asyncio.gather(*futures)

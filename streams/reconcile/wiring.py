@@ -1,0 +1,112 @@
+"""Faust wiring: two tables, the internal placements topic, two agents, the idle timer, the feed, the views.
+
+Faust's windowed tables (`Table(...).tumbling(...)`) are not used for the windows:
+their `table[key] += x` adds again when at-least-once delivery replays a record,
+a window is "closed" by a wall-clock cleanup timer against the newest timestamp
+one partition has seen (no watermark across partitions, no grace, nothing
+persisted about having emitted), and each write costs a changelog send of its
+own. The windows here are plain Faust tables (RocksDB + changelog, recovered and
+standby-replicated by Faust) written in batches through `PrefixTable`, holding
+one upserted placement per payment and window, closed by an event-time watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from schemas.registry import HttpSchemaRegistry
+from schemas.serde import ledger_serde, reconciliation_serde
+from streams.reconcile.aggregate import ReconcileMetrics, WindowAggregator
+from streams.reconcile.feed import WindowFeed
+from streams.reconcile.join import PaymentJoin
+from streams.reconcile.model import WindowSpec
+from streams.reconcile.store import PrefixTable
+from streams.reconcile.views import register_reconciliation_views
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+__all__ = ["IDLE_AFTER_S", "Reconciliation", "register"]
+
+log = logging.getLogger("paystream.streams.reconcile")
+
+IDLE_AFTER_S = 60.0
+"""A source partition with nothing to read for this long (wall time) stops holding windows open."""
+IDLE_CHECK_S = 5.0
+
+
+@dataclass
+class Reconciliation:
+    """What views, tests and the benchmark reach for."""
+
+    spec: WindowSpec
+    join: PaymentJoin
+    windows: WindowAggregator
+    feed: WindowFeed
+    placements_topic: str
+    join_table: Any
+    window_table: Any
+
+
+def register(worker: Worker) -> Reconciliation:
+    app, settings = worker.app, worker.settings
+    catalog = settings.topics
+    partitions = settings.partitions
+    registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+    spec = WindowSpec.from_seconds(settings.recon_window_s, settings.recon_grace_s)
+    placements_name = f"{app.conf.id}-reconcile-placements"
+    inputs = app.topic(catalog.events, catalog.ledger, key_type=bytes, value_type=bytes)
+    placements = app.topic(placements_name, key_type=bytes, value_type=bytes, partitions=partitions, internal=True)
+    options = {"driver": "rocksdict"}
+    join_table = app.Table("reconcile-payments", key_type=bytes, value_type=bytes, partitions=partitions,
+                           options=options)
+    window_table = app.Table("reconcile-windows", key_type=bytes, value_type=bytes, partitions=partitions,
+                             options=options)
+    dead_letters = worker.pipeline.dead_letters
+
+    def producer() -> Any:
+        return app.producer
+
+    join = PaymentJoin(store=PrefixTable(app, join_table), producer=producer, events_topic=catalog.events,
+                       ledger_topic=catalog.ledger, placements_topic=placements_name,
+                       placement_partitions=partitions, spec=spec, event_serde=worker.pipeline.event_serde,
+                       ledger_serde=ledger_serde(registry), dead_letters=dead_letters)
+    windows = WindowAggregator(store=PrefixTable(app, window_table), producer=producer,
+                               output_topic=catalog.reconciliation, sources=partitions, spec=spec,
+                               serde=reconciliation_serde(registry), dead_letters=dead_letters,
+                               metrics=ReconcileMetrics(worker.registry))
+    feed = WindowFeed(reconciliation_serde(registry))
+    batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
+
+    @app.agent(inputs, name="reconcile-join")
+    async def reconcile_join(stream: Any) -> None:
+        async for events in stream.take_events(batch_size, within=within):
+            await join.process([event.message for event in events])
+
+    @app.agent(placements, name="reconcile-windows")
+    async def reconcile_windows(stream: Any) -> None:
+        async for events in stream.take_events(batch_size, within=within):
+            await windows.process([event.message for event in events])
+
+    @app.timer(interval=IDLE_CHECK_S)  # type: ignore[untyped-decorator]
+    async def reconcile_idle() -> None:
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == catalog.events}
+        await join.announce_idle(active, idle_after_s=IDLE_AFTER_S)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def reconcile_feed() -> None:
+        while True:
+            try:
+                await feed.follow(settings.kafka_bootstrap, catalog.reconciliation, range(partitions))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the views must not take the worker down: try again
+                log.warning("reconciliation feed restarting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    handle = Reconciliation(spec, join, windows, feed, placements_name, join_table, window_table)
+    register_reconciliation_views(worker, handle)
+    return handle
