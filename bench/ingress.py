@@ -21,10 +21,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import write_report  # noqa: E402
-from ingress.signing import sign_stripe  # noqa: E402
-from paystream.broker import EmbeddedBroker, free_port  # noqa: E402
-from schemas.topics import TopicCatalog, ensure_topics  # noqa: E402
+from bench.machine import write_report
+from ingress.signing import sign_stripe
+from paystream.broker import EmbeddedBroker, free_port
+from schemas.topics import TopicCatalog, ensure_topics
 
 SECRET = "whsec_bench_secret"
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3000"))

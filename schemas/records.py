@@ -1,11 +1,12 @@
 """Python mirrors of the Avro records in `schemas/avro/`.
 
-Each record is a slotted dataclass whose field names equal the Avro field
-names (not frozen: frozen dataclasses build through `object.__setattr__`, which
-cost a third of decoding time in the worker's hot path; treat records as values), so `to_avro()` / `from_avro()` are plain dict conversions and the `.avsc`
-file stays the single source of truth for types and defaults. Timestamps are
-timezone-aware UTC `datetime`s (Avro `timestamp-millis`); money is always an
-integer amount in minor units next to an upper-case ISO 4217 currency.
+Each record is a slotted dataclass whose field names equal the Avro field names,
+so `to_avro()` / `from_avro()` are plain dict conversions and the `.avsc` file
+stays the single source of truth for types and defaults. Records are not frozen
+(frozen dataclasses build through `object.__setattr__`, a third of the decode
+time in the worker's hot path) but are treated as values: never mutate one.
+Timestamps are timezone-aware UTC `datetime`s (Avro `timestamp-millis`); money is
+always an integer amount in minor units next to an upper-case ISO 4217 currency.
 """
 
 from __future__ import annotations
