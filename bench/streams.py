@@ -23,17 +23,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import write_report  # noqa: E402
-from paystream.broker import EmbeddedBroker, free_port, producer_options  # noqa: E402
-from paystream.dev.scenarios import scenario  # noqa: E402
-from schemas.clock import now_ms  # noqa: E402
-from schemas.records import WebhookEnvelope  # noqa: E402
-from schemas.serde import envelope_serde  # noqa: E402
-from schemas.topics import TopicCatalog, ensure_topics  # noqa: E402
+from bench.machine import write_report
+from paystream.broker import EmbeddedBroker, free_port, producer_options
+from paystream.dev.scenarios import scenario
+from schemas.clock import now_ms
+from schemas.records import WebhookEnvelope
+from schemas.serde import envelope_serde
+from schemas.topics import TopicCatalog, ensure_topics
 
 N = int(os.environ.get("BENCH_EVENTS", "50000"))
 DEDUP_KEYS = int(os.environ.get("BENCH_DEDUP_KEYS", "0"))
