@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("paystream.commands.dlq", "dlq"),
     "ledger": ("paystream.commands.ledger", "ledger"),
     "topics": ("paystream.commands.topics", "topics"),
+    "sign": ("paystream.commands.sign", "sign"),
 }
 
 

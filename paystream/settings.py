@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     worker_port: int = Field(6066, ge=0, le=65535)
     sink_metrics_port: int = Field(9108, ge=0, le=65535)
     broker_port: int = Field(9092, ge=0, le=65535)
-    otlp_endpoint: str = ""
+    otlp_endpoint: str = Field("", description="OTLP/HTTP traces endpoint, e.g. http://collector:4318; empty = off")
+    ops_ingress_url: str = Field("", description="where the ops console checks the ingress; default local port")
+    ops_sink_url: str = Field("", description="where the ops console checks the sink; default local metrics port")
     environment: Literal["development", "production"] = "production"
 
     @classmethod

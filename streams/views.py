@@ -138,6 +138,10 @@ def register_views(worker: Worker) -> None:
         view_class = type(f"Ops{handler.__name__.title()}", (View,), {"get": protected(worker, handler)})
         app.page(path)(view_class)
 
+    from streams.ops import register_ops
+
+    register_ops(worker, protected)
+
 
 async def _forward(owner: Any, request: Request, provider: str, payment_id: str) -> dict[str, Any] | None:
     url = f"{str(owner).rstrip('/')}/payments/{payment_id}?provider={provider}"

@@ -20,7 +20,7 @@ import pytest
 from paystream.broker import EmbeddedBroker, fetch_cluster_id
 from schemas.topics import TopicCatalog, ensure_topics
 
-pytest_plugins = ["tests.fixtures.kafka"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.ingress", "tests.fixtures.streams"]
 
 SHARED = Path(__file__).resolve().parent / "fixtures"
 

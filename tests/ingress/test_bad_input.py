@@ -12,7 +12,7 @@ import pytest
 
 from ingress.signing import sign_stripe
 from tests.fixtures.kafka import drain
-from tests.ingress.conftest import STRIPE_SECRET
+from tests.fixtures.ingress import STRIPE_SECRET
 
 
 def signed(body: bytes, **extra: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from ingress.signing import sign_stripe
 from schemas.serde import envelope_serde
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.fixtures.kafka import drain
-from tests.ingress.conftest import STRIPE_SECRET
+from tests.fixtures.ingress import STRIPE_SECRET
 
 
 async def post(client: httpx.AsyncClient, url: str, event_id: str) -> httpx.Response:

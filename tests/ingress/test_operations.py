@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from ingress.signing import sign_stripe
-from tests.ingress.conftest import STANDARD_SECRET, STRIPE_SECRET
+from tests.fixtures.ingress import STANDARD_SECRET, STRIPE_SECRET
 
 
 async def test_health_ready_metrics_docs(topics: Any, ingress_factory: Any, ingress_settings_factory: Any) -> None:

@@ -19,7 +19,7 @@ from ingress.verify.certs import PayPalCertStore
 from ingress.verify.standard import StandardVerifier
 from ingress.verify.stripe import parse_signature_header
 from paystream.settings import Settings
-from tests.ingress.conftest import STANDARD_SECRET, STRIPE_SECRET
+from tests.fixtures.ingress import STANDARD_SECRET, STRIPE_SECRET
 
 
 class RecordingPublisher:

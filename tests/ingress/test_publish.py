@@ -11,7 +11,7 @@ import httpx
 from ingress.signing import sign_standard, sign_stripe
 from schemas.serde import envelope_serde
 from tests.fixtures.kafka import drain
-from tests.ingress.conftest import STANDARD_SECRET, STRIPE_SECRET
+from tests.fixtures.ingress import STANDARD_SECRET, STRIPE_SECRET
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
 

@@ -12,7 +12,7 @@ from paystream.dev.scenarios import stripe_payment_intent
 from schemas.dlq import dlq_headers
 from schemas.serde import envelope_serde, payment_event_serde
 from tests.fixtures.kafka import drain
-from tests.streams.conftest import EnvelopeFactory, WorkerProcess
+from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ from streams.normalize import normalize
 from streams.pipeline import SOURCE_HEADER
 from streams.state import apply_event
 from tests.fixtures.kafka import drain
-from tests.streams.conftest import EnvelopeFactory, WorkerProcess
+from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
 
 
 def stories(count: int, seed: int = 11) -> list[Delivery]:

@@ -14,7 +14,7 @@ from paystream.dev.scenarios import scenario, stripe_payment_intent
 from schemas.dlq import parse_dlq_headers
 from schemas.serde import payment_event_serde, payment_state_serde
 from tests.fixtures.kafka import drain
-from tests.streams.conftest import OPS_TOKEN, EnvelopeFactory, WorkerProcess
+from tests.fixtures.streams import OPS_TOKEN, EnvelopeFactory, WorkerProcess
 
 T0 = 1_790_000_000
 
