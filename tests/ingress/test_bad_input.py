@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from ingress.signing import sign_stripe
-from tests.fixtures.kafka import drain
 from tests.fixtures.ingress import STRIPE_SECRET
+from tests.fixtures.kafka import drain
 
 
 def signed(body: bytes, **extra: str) -> dict[str, str]:

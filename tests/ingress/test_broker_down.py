@@ -11,8 +11,8 @@ import httpx
 from ingress.signing import sign_stripe
 from schemas.serde import envelope_serde
 from schemas.topics import TopicCatalog, ensure_topics
-from tests.fixtures.kafka import drain
 from tests.fixtures.ingress import STRIPE_SECRET
+from tests.fixtures.kafka import drain
 
 
 async def post(client: httpx.AsyncClient, url: str, event_id: str) -> httpx.Response:

@@ -10,8 +10,8 @@ import httpx
 
 from ingress.signing import sign_standard, sign_stripe
 from schemas.serde import envelope_serde
-from tests.fixtures.kafka import drain
 from tests.fixtures.ingress import STANDARD_SECRET, STRIPE_SECRET
+from tests.fixtures.kafka import drain
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
 
