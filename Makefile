@@ -18,6 +18,7 @@ run: $(STAMP)  ## the whole pipeline on embedded defaults
 	$(VENV)/bin/paystream dev
 
 test: $(STAMP)  ## the whole test suite
+	@scripts/ensure_browser.sh
 	$(VENV)/bin/pytest
 
 test-faults: $(STAMP)  ## the full-size fault-injection suite

@@ -43,6 +43,7 @@ def create_app(settings: Settings, **context_overrides: Any) -> FastAPI:
             yield
         finally:
             await ctx.publisher.stop()
+            ctx.tracer.shutdown()
 
     app = IngressApp(
         ctx,

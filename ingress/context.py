@@ -12,6 +12,7 @@ from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, St
 from ingress.verify.certs import default_roots
 from paystream.broker import producer_options
 from paystream.settings import Settings
+from paystream.tracing import Tracer, setup_tracing
 from schemas.records import WebhookEnvelope
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import AvroSerde, envelope_serde
@@ -34,6 +35,7 @@ class IngressContext:
     paypal_certs: PayPalCertStore
     standard: dict[str, StandardVerifier]
     clock: Clock
+    tracer: Tracer
     body_timeout_s: float = 10.0
 
 
@@ -91,4 +93,5 @@ def build_context(
             for source, secrets in settings.standard_webhook_secrets.items()
         },
         clock=clock,
+        tracer=setup_tracing(settings.otlp_endpoint, "paystream-ingress"),
     )

@@ -18,7 +18,7 @@ import orjson
 
 from ingress.context import IngressContext
 from ingress.exceptions import BadRequestError, PublishError, VerificationError
-from ingress.tracing import forward_traceparent
+from ingress.tracing import forward_traceparent, parse_traceparent
 from ingress.verify.base import Verified
 from ingress.wire import Reply, WebhookRequest, random_ids
 from schemas.clock import now_ms
@@ -86,8 +86,26 @@ def require_event_id(value: object, what: str = "id") -> str:
 async def accept_webhook(
     request: WebhookRequest, ctx: IngressContext, *, provider: str, source: str, verify: Verify, extract: Extract
 ) -> Reply:
-    started = time.perf_counter()
     envelope_id, request_hex, trace_hex = random_ids()
+    incoming = request.headers.get("traceparent")
+    if not ctx.tracer.enabled:
+        return await _accept(request, ctx, provider, source, verify, extract, envelope_id, request_hex,
+                             forward_traceparent(incoming, trace_hex))
+    span = ctx.tracer.start_span(f"POST /webhooks/{provider}", incoming if parse_traceparent(incoming) else None,
+                                 {"paystream.provider": provider, "paystream.source": source,
+                                  "paystream.envelope_id": envelope_id})
+    try:
+        reply = await _accept(request, ctx, provider, source, verify, extract, envelope_id, request_hex,
+                              ctx.tracer.traceparent_of(span))
+        span.set_attribute("http.response.status_code", reply.status)
+        return reply
+    finally:
+        span.end()
+
+
+async def _accept(request: WebhookRequest, ctx: IngressContext, provider: str, source: str, verify: Verify,
+                  extract: Extract, envelope_id: str, request_hex: str, traceparent: str) -> Reply:
+    started = time.perf_counter()
     request_id = request_id_of(request, request_hex)
     metrics = ctx.metrics.of(provider)
     try:
@@ -110,7 +128,6 @@ async def accept_webhook(
         return error_reply(exc.status_code, exc.error, exc.message, request_id)
 
     headers = request.headers
-    traceparent = forward_traceparent(headers.get("traceparent"), trace_hex)
     envelope = WebhookEnvelope(
         envelope_id=envelope_id,
         provider=provider,

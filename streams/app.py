@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from paystream.broker import faust_broker_options
 from paystream.settings import Settings
+from paystream.tracing import setup_tracing
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
 from streams.compat import install_embedded_broker_compat
@@ -104,6 +105,7 @@ def create_worker(settings: Settings) -> Worker:
         state_serde=payment_state_serde(schema_registry),
         dedup_ttl_s=settings.dedup_ttl_s,
         partitions=settings.partitions,
+        tracer=setup_tracing(settings.otlp_endpoint, "paystream-worker"),
     )
     batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
 

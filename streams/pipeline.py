@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
+from paystream.tracing import Tracer
 from schemas.clock import to_epoch_ms
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState
@@ -91,6 +92,7 @@ class Pipeline:
         dedup_ttl_s: int,
         partitions: int,
         mappings: StandardMappings | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.app = app
         self.events_topic = events_topic
@@ -106,6 +108,7 @@ class Pipeline:
         self.dedup_ttl_s = dedup_ttl_s
         self.partitions = partitions
         self.mappings = mappings
+        self.tracer = tracer or Tracer()
         self.stats = DedupStats()
         self.processed = {"raw": 0, "events": 0}
 
@@ -164,6 +167,12 @@ class Pipeline:
             writes[partition][key] = Sighting(partition, offset, digest, provider_ms, received_ms).pack()
             # where it came from: a re-emitted event carries the same source, which proves it is a replay
             headers = [h for h in _headers(message) if h[0] == "traceparent"]
+            if self.tracer.enabled:
+                span = self.tracer.start_span("dedup+normalize", event.traceparent,
+                                              {"paystream.event_key": event.event_key, "paystream.kind": event.kind})
+                event.traceparent = self.tracer.traceparent_of(span)
+                headers = [("traceparent", event.traceparent.encode())]
+                span.end()
             headers.append((SOURCE_HEADER, f"{partition}:{offset}".encode()))
             payment_key = event.payment_key.encode()
             payment_partition = partition_for(payment_key, self.partitions)
@@ -250,6 +259,11 @@ class Pipeline:
                     reemit[partition][key] = state
                 continue
             transitions["moved" if new_state.history[-1].moved_status else "kept"] += 1
+            if self.tracer.enabled:
+                span = self.tracer.start_span("apply state", event.traceparent,
+                                              {"paystream.payment": key.decode(), "paystream.status": new_state.status})
+                new_state.traceparent = self.tracer.traceparent_of(span)
+                span.end()
             changed[partition][key] = new_state
             reemit[partition].pop(key, None)
             received[key] = event.received_at

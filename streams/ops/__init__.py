@@ -9,6 +9,7 @@ session storage.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from importlib import resources
@@ -38,7 +39,7 @@ class RateSampler:
     def series(self) -> list[dict[str, float]]:
         points = list(self.samples)
         return [{"t": b[0], "raw_per_s": (b[1] - a[1]) / (b[0] - a[0]), "state_per_s": (b[2] - a[2]) / (b[0] - a[0])}
-                for a, b in zip(points, points[1:], strict=False) if b[0] > a[0]]
+                for a, b in itertools.pairwise(points) if b[0] > a[0]]
 
 
 async def _probe(url: str) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def consumer_lag(worker: Worker) -> dict[str, int]:
         if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
             continue
         highwater = consumer.highwater(tp)
-        read = consumer._read_offset.get(tp)
+        read = getattr(consumer, "_read_offset", {}).get(tp)
         if highwater is None:
             continue
         position = (read + 1) if read is not None else 0
