@@ -20,7 +20,12 @@ import pytest
 from paystream.broker import EmbeddedBroker, fetch_cluster_id
 from schemas.topics import TopicCatalog, ensure_topics
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.ingress", "tests.fixtures.streams"]
+pytest_plugins = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.ingress",
+    "tests.fixtures.streams",
+    "tests.fixtures.databases",
+]
 
 SHARED = Path(__file__).resolve().parent / "fixtures"
 

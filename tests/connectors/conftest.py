@@ -12,12 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -25,104 +23,13 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from connectors.base import SinkRecord
 from connectors.database import DatabaseSink
-from connectors.migrations import upgrade
 from connectors.runner import SinkRunner
 from connectors.targets import create_sink
 from paystream.broker import CompatConsumer, producer_options
 from paystream.settings import Settings
 from schemas.topics import TopicCatalog
 from tests.connectors.factories import Feed
-
-PG_CLUSTER_VERSION = next(iter(sorted(p.name for p in Path("/etc/postgresql").glob("*"))), "15") \
-    if Path("/etc/postgresql").exists() else "15"
-
-
-def pg_ctl(action: str) -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_CLUSTER_VERSION, "main", action],
-                   check=True, capture_output=True, timeout=60)
-
-
-def pg_reachable(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=2):
-            return True
-    except psycopg.Error:
-        return False
-
-
-@pytest.fixture(scope="session")
-def postgres_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.config.getoption("--postgres-url")
-    if not pg_reachable(url):
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            pg_ctl("start")
-        deadline = time.monotonic() + 20
-        while not pg_reachable(url):
-            if time.monotonic() > deadline:
-                pytest.skip(f"PostgreSQL not reachable at {url}")
-            time.sleep(0.5)
-    return url
-
-
-@dataclass
-class Db:
-    """A migrated sink database and a way to read it back."""
-
-    kind: str
-    url: str
-
-    def connect_pg(self) -> psycopg.Connection[Any]:
-        from connectors.targets import postgres_conninfo
-
-        return psycopg.connect(postgres_conninfo(self.url), autocommit=True)
-
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            from connectors.targets import sqlite_path
-
-            with contextlib.closing(sqlite3.connect(sqlite_path(self.url))) as conn:
-                return [tuple(r) for r in conn.execute(sql.replace("%s", "?"), params).fetchall()]
-        with self.connect_pg() as conn:
-            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
-
-    def set(self, sql: str) -> set[tuple[Any, ...]]:
-        return set(self.rows(sql))
-
-    def count(self, table: str) -> int:
-        return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
-
-
-@pytest.fixture
-def db_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Db]]:
-    """`make(kind, migrate=True)` → a fresh database; PG schemas are dropped at teardown."""
-    schemas: list[str] = []
-
-    def make(kind: str, *, migrate: bool = True) -> Db:
-        if kind == "sqlite":
-            url = f"sqlite:///{tmp_path / f'sink-{uuid.uuid4().hex[:6]}.db'}"
-        else:
-            base = request.getfixturevalue("postgres_url")
-            schema = f"t_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            schemas.append(schema)
-            url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
-        if migrate:
-            upgrade(url)
-        return Db(kind, url)
-
-    yield make
-    if schemas:
-        base = request.config.getoption("--postgres-url")
-        with contextlib.suppress(psycopg.Error), psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
-            for schema in schemas:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def sink_backend(request: pytest.FixtureRequest, db_factory: Callable[..., Db]) -> Db:
-    """The same test on SQLite and on PostgreSQL, each with a freshly migrated database."""
-    return db_factory(request.param)
+from tests.fixtures.databases import Db
 
 
 @pytest.fixture
