@@ -1,0 +1,160 @@
+"""A whole pipeline as real processes, and a provider-like load generator, for fault tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ingress.signing import sign_stripe
+from paystream.dev.scenarios import Delivery
+
+__all__ = ["Load", "Proc", "wait_until"]
+
+
+@dataclass
+class Proc:
+    """One `paystream <command>` child with a readiness URL; survives kill -9 and restarts."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    ready_url: str | None
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self, *, wait: bool = True) -> Proc:
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "paystream", *self.command], env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        if self.ready_url is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited ({self.process.returncode}):\n{self.tail()}")
+            try:
+                if httpx.get(self.ready_url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready in {timeout_s}s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+async def wait_until(check: object, timeout_s: float, what: str, interval_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(check):  # type: ignore[arg-type]
+            return
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Load:
+    """Posts every delivery 3-5 times through random ingresses, some copies at the same moment,
+    retrying 503s, timeouts and refused connections like a provider (with backoff)."""
+
+    urls: list[str]
+    secret: str
+    rng: random.Random
+    concurrency: int = 24
+    requests: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    acked: set[str] = field(default_factory=set)
+    attempts_by_event: Counter[str] = field(default_factory=Counter)
+    gave_up: set[str] = field(default_factory=set)
+
+    def plan(self, deliveries: list[Delivery]) -> list[list[Delivery]]:
+        """Groups of copies: a group is posted concurrently; groups are shuffled."""
+        groups: list[list[Delivery]] = []
+        for delivery in deliveries:
+            copies = self.rng.randint(3, 5)
+            together = self.rng.randint(1, 2)  # 1 or 2 copies at once, through different ingresses
+            groups.append([delivery] * together)
+            groups.extend([delivery] for _ in range(copies - together))
+        self.rng.shuffle(groups)
+        return groups
+
+    async def run(self, groups: list[list[Delivery]], rate: float) -> None:
+        queue: asyncio.Queue[list[Delivery]] = asyncio.Queue()
+        for group in groups:
+            queue.put_nowait(group)
+        interval = 1 / rate
+        next_at = time.monotonic()
+        lock = asyncio.Lock()
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            nonlocal next_at
+            while not queue.empty():
+                group = queue.get_nowait()
+                async with lock:
+                    delay = next_at - time.monotonic()
+                    next_at = max(next_at, time.monotonic()) + interval * len(group)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                urls = self.rng.sample(self.urls, len(group)) if len(group) <= len(self.urls) else self.urls
+                await asyncio.gather(*(self.deliver(client, d, url) for d, url in zip(group, urls, strict=False)))
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            await asyncio.gather(*(worker(client) for _ in range(self.concurrency)))
+
+    async def deliver(self, client: httpx.AsyncClient, delivery: Delivery, url: str) -> None:
+        for attempt in range(60):
+            body = delivery.body
+            headers = {"content-type": "application/json",
+                       "stripe-signature": sign_stripe(body, self.secret, int(time.time()))}
+            try:
+                response = await client.post(f"{url}/webhooks/stripe", content=body, headers=headers)
+                status = response.status_code
+            except httpx.HTTPError:
+                status = 0
+            self.requests += 1
+            self.statuses[status] += 1
+            self.attempts_by_event[delivery.event_id] += 1
+            if status == 200:
+                self.acked.add(delivery.event_id)
+                return
+            if status not in (0, 503):
+                raise AssertionError(f"unexpected {status} for {delivery.event_id}")
+            url = self.rng.choice(self.urls)  # a provider retries; our load balancer may pick another ingress
+            await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 4)) * (0.5 + self.rng.random()))
+        self.gave_up.add(delivery.event_id)
