@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     table_standby_replicas: int = Field(1, ge=0, description="standby copies of each table partition")
     recon_window_s: int = Field(3600, ge=1)
     recon_grace_s: int = Field(600, ge=0)
+    recon_idle_s: float = Field(60.0, gt=0, description="a partition with nothing to read this long stops "
+                                                          "holding reconciliation windows open")
 
     # Sink
     sink_url: str = Field("", description="default sqlite:///<DATA_DIR>/paystream.db")

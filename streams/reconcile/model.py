@@ -3,9 +3,8 @@
 One `JoinState` per `<provider>:<payment_id>` holds the merchant's expectation
 (`LedgerFacts`), the provider's facts (`facts.ProviderFacts`: the state machine's
 rules, without its history) and the payment's `Placement` in each window it
-currently contributes to. Everything here is a
-deterministic function of the records applied, so a replay computes the same
-placements again.
+currently contributes to. Everything here is a deterministic function of the
+records applied, so a replay computes the same placements again.
 """
 
 from __future__ import annotations

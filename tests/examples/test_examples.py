@@ -73,11 +73,12 @@ const pm = {
   request,
 };
 // the two CryptoJS calls the script uses, on Node's crypto
-const CryptoJS = {HmacSHA256: (msg, key) => ({toString: () => crypto.createHmac('sha256', key).update(msg, 'utf8').digest('hex')}),
-                  enc: {Hex: 'hex'}};
+const hmac = (msg, key) => crypto.createHmac('sha256', key).update(msg, 'utf8').digest('hex');
+const CryptoJS = {HmacSHA256: (msg, key) => ({toString: () => hmac(msg, key)}), enc: {Hex: 'hex'}};
 const prerequest = item.event.find(e => e.listen === 'prerequest').script.exec.join('\n');
 vm.runInNewContext(prerequest, {pm, CryptoJS, Date, Math});
-process.stdout.write(JSON.stringify({body: request.body.raw, headers, url: item.request.url.replace('{{ingress_url}}', '')}));
+const url = item.request.url.replace('{{ingress_url}}', '');
+process.stdout.write(JSON.stringify({body: request.body.raw, headers, url}));
 """
 
 
