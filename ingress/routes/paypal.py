@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ingress.context import IngressContext
 from ingress.deps import ContextDep
 from ingress.handler import EventMeta, accept_webhook, require_event_id
-from ingress.routes.docs import ERROR_RESPONSES, RAW_JSON_BODY, Accepted, as_response
+from ingress.routes.docs import ERROR_RESPONSES, PAYPAL_REQUEST, Accepted, as_response
 from ingress.verify.base import Verified
 from ingress.wire import Reply, WebhookRequest
 
@@ -25,11 +25,11 @@ def parse_time(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # unreadable or out of range: the envelope simply has no time
         return None
-    if parsed.tzinfo is None:
-        return None
-    parsed = parsed.astimezone(UTC)
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
@@ -50,7 +50,8 @@ async def handle_paypal(request: WebhookRequest, ctx: IngressContext) -> Reply:
     return await accept_webhook(request, ctx, provider="paypal", source="paypal", verify=verify, extract=extract)
 
 
-@router.post("/webhooks/paypal", response_model=Accepted, responses=ERROR_RESPONSES, openapi_extra=RAW_JSON_BODY,
+@router.post("/webhooks/paypal", response_model=Accepted, responses=ERROR_RESPONSES,
+             openapi_extra=PAYPAL_REQUEST,
              summary="Receive a PayPal event")
 async def paypal_webhook(request: Request, ctx: ContextDep) -> Response:
     return as_response(await handle_paypal(WebhookRequest(request.scope, request.receive), ctx))

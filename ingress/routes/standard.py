@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ingress.context import IngressContext
 from ingress.deps import ContextDep
 from ingress.handler import EventMeta, accept_webhook, error_reply, request_id_of, require_event_id
-from ingress.routes.docs import ERROR_RESPONSES, RAW_JSON_BODY, Accepted, as_response
+from ingress.routes.docs import ERROR_RESPONSES, STANDARD_REQUEST, Accepted, as_response
 from ingress.routes.paypal import parse_time
 from ingress.verify.base import Verified
 from ingress.wire import Reply, WebhookRequest, random_ids
@@ -43,6 +43,6 @@ async def handle_standard(source: str, request: WebhookRequest, ctx: IngressCont
 
 
 @router.post("/webhooks/standard/{source}", response_model=Accepted, responses=ERROR_RESPONSES,
-             openapi_extra=RAW_JSON_BODY, summary="Receive a Standard Webhooks event")
+             openapi_extra=STANDARD_REQUEST, summary="Receive a Standard Webhooks event")
 async def standard_webhook(source: str, request: Request, ctx: ContextDep) -> Response:
     return as_response(await handle_standard(source, WebhookRequest(request.scope, request.receive), ctx))

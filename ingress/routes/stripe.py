@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ingress.context import IngressContext
 from ingress.deps import ContextDep
 from ingress.handler import EventMeta, accept_webhook, require_event_id
-from ingress.routes.docs import ERROR_RESPONSES, RAW_JSON_BODY, Accepted, as_response
+from ingress.routes.docs import ERROR_RESPONSES, STRIPE_REQUEST, Accepted, as_response
 from ingress.verify.base import Verified
 from ingress.wire import Reply, WebhookRequest
 from schemas.clock import from_epoch_s
@@ -38,7 +38,8 @@ async def handle_stripe(request: WebhookRequest, ctx: IngressContext) -> Reply:
     return await accept_webhook(request, ctx, provider="stripe", source="stripe", verify=verify, extract=stripe_meta)
 
 
-@router.post("/webhooks/stripe", response_model=Accepted, responses=ERROR_RESPONSES, openapi_extra=RAW_JSON_BODY,
+@router.post("/webhooks/stripe", response_model=Accepted, responses=ERROR_RESPONSES,
+             openapi_extra=STRIPE_REQUEST,
              summary="Receive a Stripe event")
 async def stripe_webhook(request: Request, ctx: ContextDep) -> Response:
     return as_response(await handle_stripe(WebhookRequest(request.scope, request.receive), ctx))

@@ -17,7 +17,9 @@ import ipaddress
 import logging
 import os
 import tempfile
+import time
 import warnings
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +46,9 @@ MESSAGE_VERIFICATION_NAMES = frozenset({
     "messageverificationcerts.sandbox.paypal.com",
 })
 MAX_CERT_BYTES = 64 * 1024
+FETCHES_PER_MINUTE = 20
+FAILURE_MEMORY_S = 300.0
+MAX_REMEMBERED_FAILURES = 1000
 
 CertFetcher = Callable[[str], Awaitable[bytes]]
 """Downloads a certificate URL that already passed the policy; raises on any failure."""
@@ -96,6 +101,11 @@ class _ValidChain:
 
 
 async def _httpx_fetch(url: str, timeout_s: float) -> bytes:
+    async with asyncio.timeout(timeout_s):  # httpx's timeout is per read; this bounds the whole fetch
+        return await _httpx_get(url, timeout_s)
+
+
+async def _httpx_get(url: str, timeout_s: float) -> bytes:
     async with httpx.AsyncClient(follow_redirects=False, timeout=timeout_s) as client, \
             client.stream("GET", url) as response:
         if response.status_code != 200:
@@ -127,7 +137,11 @@ class PayPalCertStore:
         self._intermediates = list(intermediates) if intermediates is not None else default_intermediates()
         self._fetcher = fetcher or (lambda url: _httpx_fetch(url, fetch_timeout_s))
         self._pem_by_url: dict[str, list[x509.Certificate]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # one fetch at a time, failures remembered for a while, and a budget of fetches per minute:
+        # ever-new allow-listed URLs in unauthenticated requests must not grow memory or outbound calls
+        self._fetch_lock = asyncio.Lock()
+        self._failures: OrderedDict[str, float] = OrderedDict()
+        self._fetch_times: deque[float] = deque()
         self.fetch_count = 0
 
     # Policy ------------------------------------------------------------------
@@ -164,12 +178,26 @@ class PayPalCertStore:
     def cache_path(self, url: str) -> Path:
         return self._cache_dir / cache_file_name(url)
 
+    def _may_fetch(self, url: str) -> bool:
+        now = time.monotonic()
+        failed_at = self._failures.get(url)
+        if failed_at is not None and now - failed_at < FAILURE_MEMORY_S:
+            return False
+        while self._fetch_times and now - self._fetch_times[0] > 60:
+            self._fetch_times.popleft()
+        return len(self._fetch_times) < FETCHES_PER_MINUTE
+
+    def _remember_failure(self, url: str) -> None:
+        self._failures[url] = time.monotonic()
+        self._failures.move_to_end(url)
+        while len(self._failures) > MAX_REMEMBERED_FAILURES:
+            self._failures.popitem(last=False)
+
     async def _certs_for(self, url: str) -> list[x509.Certificate]:
         certs = self._pem_by_url.get(url)
         if certs is not None:
             return certs
-        lock = self._locks.setdefault(url, asyncio.Lock())
-        async with lock:
+        async with self._fetch_lock:
             certs = self._pem_by_url.get(url)
             if certs is not None:
                 return certs
@@ -178,14 +206,19 @@ class PayPalCertStore:
             if path.is_file():
                 data = path.read_bytes()
             else:
+                if not self._may_fetch(url):
+                    raise VerificationError("cert_unavailable", "the signing certificate is not available right now")
                 self.fetch_count += 1
+                self._fetch_times.append(time.monotonic())
                 try:
                     data = await self._fetcher(url)
                 except Exception as exc:  # any transport failure means "no certificate"
+                    self._remember_failure(url)
                     log.warning("paypal certificate fetch failed", extra={"cert_url": url, "error": type(exc).__name__})
                     raise VerificationError("cert_unavailable", "the signing certificate could not be fetched") from exc
             certs = load_pem_bundle(data)
             if not certs:
+                self._remember_failure(url)
                 raise VerificationError("cert_unavailable", "the certificate URL did not return a PEM certificate")
             if not path.is_file():
                 self._store_in_cache(path, data)

@@ -50,11 +50,11 @@ def signed_message(transmission_id: str, transmission_time: str, webhook_id: str
 def _parse_time(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            raise VerificationError("malformed_headers", "PAYPAL-TRANSMISSION-TIME has no time zone")
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # year 9999 minus an offset overflows
         raise VerificationError("malformed_headers", "PAYPAL-TRANSMISSION-TIME is not an RFC 3339 time") from exc
-    if parsed.tzinfo is None:
-        raise VerificationError("malformed_headers", "PAYPAL-TRANSMISSION-TIME has no time zone")
-    return parsed.astimezone(UTC)
 
 
 class PayPalVerifier:

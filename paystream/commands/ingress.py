@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import uvicorn
 
 from paystream.observability import configure_logging
 from paystream.settings import Settings
@@ -22,15 +21,7 @@ def ingress(host: str | None, port: int | None) -> None:
         raise click.ClickException(
             "PAYSTREAM_KAFKA_BOOTSTRAP is empty: start `paystream broker` (or run `paystream dev`) and set it"
         )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host or settings.ingress_host,
-        port=port if port is not None else settings.ingress_port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
+    from ingress.server import serve
+
+    serve(create_app(settings), host=host or settings.ingress_host,
+          port=port if port is not None else settings.ingress_port)
