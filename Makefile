@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-faults check bench-ingress bench-streams bench-sink bench-e2e sbom docs clean
+.PHONY: run test test-faults check fuzz bench-ingress bench-streams bench-sink bench-e2e bench-recovery sbom docs image clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paystream needs Python 3.11+")'
@@ -17,28 +17,46 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)  ## the whole pipeline on embedded defaults
 	$(VENV)/bin/paystream dev
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP)  ## the whole test suite, with line+branch coverage of the packages (children included)
 	@scripts/ensure_browser.sh
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered
 
-test-faults: $(STAMP)  ## the full-size fault-injection suite
-	PAYSTREAM_FAULTS_SCALE=full $(VENV)/bin/pytest -m slow tests/reliability
+test-faults: $(STAMP)  ## the full-size fault-injection suite; report in bench/reports/faults.md
+	PAYSTREAM_FAULTS_SCALE=full $(VENV)/bin/pytest -s tests/reliability
+	$(PY) bench/faults_report.py
 
-check: $(STAMP)  ## lint and types
+check: $(STAMP)  ## lint, types, security (bandit; pip-audit where its advisory source answers)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	VENV=$(VENV) scripts/security_check.sh
+
+fuzz: $(STAMP)  ## coverage-guided fuzzing of the parsers and normalizers (FUZZ_SECONDS, default 300)
+	$(PY) tests/security/fuzz_atheris.py -max_total_time=$(or $(FUZZ_SECONDS),300)
 
 bench-ingress: $(STAMP)
 	$(PY) bench/ingress.py
 
 bench-streams: $(STAMP)
 	$(PY) bench/streams.py
+	$(PY) bench/reconcile_cost.py
 
 bench-sink: $(STAMP)
 	$(PY) bench/sink.py
 
 bench-e2e: $(STAMP)
 	$(PY) bench/e2e.py
+
+bench-recovery: $(STAMP)  ## table recovery time for 1M keys -> bench/reports/recovery.md
+	$(PY) bench/recovery.py --report
+
+sbom: $(STAMP)  ## CycloneDX SBOM of the installed (locked) environment -> build/sbom.cdx.json
+	$(PY) scripts/sbom.py --output build/sbom.cdx.json
+
+docs: $(STAMP)  ## export docs/openapi.json from the ingress app
+	$(PY) scripts/export_openapi.py
+
+image:  ## the container image (needs a Docker engine)
+	docker build -f deploy/Dockerfile -t paystream:0.1.0 .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data

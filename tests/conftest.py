@@ -41,6 +41,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="PostgreSQL used by postgres-marked tests")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two), keep tests that share a machine-wide resource on one worker.
+
+    PostgreSQL tests share the local cluster, and two of them stop it; the PayPal certificate
+    tests bind port 443 on loopback.
+    """
+    for item in items:
+        uses_postgres = {"postgres_url", "db_factory", "sink_backend"} & set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("postgres") is not None or uses_postgres:
+            item.add_marker(pytest.mark.xdist_group("postgres"))
+        elif "tests/security/test_paypal_certs.py" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("port-443"))
+
+
 @dataclass
 class KafkaTarget:
     """The broker the session talks to."""

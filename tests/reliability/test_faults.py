@@ -198,7 +198,7 @@ async def test_nothing_lost_nothing_doubled_under_faults(
         assert (len(lost), len(doubled), len(unexpected), len(retried_twice)) == (0, 0, 0, 0), figures
     finally:
         for proc in procs.values():
-            proc.kill()
+            proc.stop()
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
