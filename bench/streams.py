@@ -4,8 +4,9 @@
 (b) a forward-only Faust agent (Faust's own floor: one `await topic.send` per event),
 then the full path — `paystream worker` (dedup + normalize + payment state, RocksDB tables,
 changelogs) — as a real process. Reports events/s and the worker's RSS, and last
-`full path: <N> events/s`. `BENCH_DEDUP_KEYS=1000000` adds a run that fills the dedup
-table with that many keys and reports the RSS there.
+`full path: <N> events/s`. The full path runs with reconciliation off (issue 3's
+definition) and again with it on, to report what it adds per event. A last run fills the
+dedup table with `BENCH_DEDUP_KEYS` (default 1,000,000) keys and reports the RSS there.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from schemas.serde import envelope_serde
 from schemas.topics import TopicCatalog, ensure_topics
 
 N = int(os.environ.get("BENCH_EVENTS", "50000"))
-DEDUP_KEYS = int(os.environ.get("BENCH_DEDUP_KEYS", "0"))
+DEDUP_KEYS = int(os.environ.get("BENCH_DEDUP_KEYS", "1000000"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,22 +212,35 @@ def main() -> None:
         print(f"plain aiokafka loop: {results['plain_loop']:.0f} records/s", flush=True)
         results["faust_forward"] = faust_forward(broker.bootstrap, catalog.raw, "bench.forward-out", N)
         print(f"forward-only Faust agent: {results['faust_forward']:.0f} events/s", flush=True)
-        full = run_worker(broker.bootstrap, "bench.", N, {})
+        full = run_worker(broker.bootstrap, "bench.", N, {"PAYSTREAM_RECONCILIATION": "false"})
         results["full"] = full
+        print(f"full path without reconciliation: {full['events_per_s']:.0f} events/s", flush=True)
+        with_recon = TopicCatalog(prefix="benchr.", partitions=PARTITIONS)
+        asyncio.run(ensure_topics(broker.bootstrap, with_recon))
+        asyncio.run(publish(broker.bootstrap, with_recon.raw, items))
+        recon = run_worker(broker.bootstrap, "benchr.", N, {"PAYSTREAM_RECONCILIATION": "true"})
+        results["full_with_reconciliation"] = recon
+        print(f"full path with reconciliation: {recon['events_per_s']:.0f} events/s, worker CPU "
+              f"{recon['worker_cpu_us_per_event']:.0f} µs/event", flush=True)
         print(f"worker RSS after {N} events: {full['rss_mb']:.0f} MB (peak {full['peak_rss_mb']:.0f} MB), "
               f"worker CPU {full['worker_cpu_us_per_event']:.0f} µs/event", flush=True)
         if DEDUP_KEYS:
             many = TopicCatalog(prefix="bench1m.", partitions=PARTITIONS)
             asyncio.run(ensure_topics(broker.bootstrap, many))
             asyncio.run(publish(broker.bootstrap, many.raw, envelopes(DEDUP_KEYS, seed=2)))
-            results["million"] = run_worker(broker.bootstrap, "bench1m.", DEDUP_KEYS, {})
+            results["million"] = run_worker(broker.bootstrap, "bench1m.", DEDUP_KEYS,
+                                            {"PAYSTREAM_RECONCILIATION": "false"})
             print(f"worker RSS with {DEDUP_KEYS} dedup keys: {results['million']['rss_mb']:.0f} MB "  # type: ignore[index]
                   f"(peak {results['million']['peak_rss_mb']:.0f} MB)", flush=True)  # type: ignore[index]
     rate = full["events_per_s"]
     lines = [
         f"| plain aiokafka consume→produce loop | {results['plain_loop']:.0f} records/s |",
         f"| forward-only Faust agent | {results['faust_forward']:.0f} events/s |",
-        f"| **full path** (dedup + normalize + state, one worker) | **{rate:.0f} events/s** |",
+        f"| **full path** (dedup + normalize + state, one worker) | **{rate:.0f} events/s**, worker CPU "
+        f"{full['worker_cpu_us_per_event']:.0f} µs/event |",
+        f"| full path + reconciliation | {recon['events_per_s']:.0f} events/s, worker CPU "
+        f"{recon['worker_cpu_us_per_event']:.0f} µs/event (+"
+        f"{recon['worker_cpu_us_per_event'] - full['worker_cpu_us_per_event']:.0f} µs/event) |",
         f"| worker RSS after {N} events | {full['rss_mb']:.0f} MB (peak {full['peak_rss_mb']:.0f} MB) |",
     ]
     if "million" in results:

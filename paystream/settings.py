@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # Ingress: publishing
     publish_timeout_s: float = Field(5.0, gt=0, description="broker ack bound before answering 503")
     retry_after_s: int = Field(5, ge=1)
+    publish_linger_ms: int = Field(1, ge=0, le=100, description="producer linger: concurrent requests share a "
+                                                                 "produce request (fewer syscalls, less CPU)")
 
     # Streams
     dedup_ttl_s: int = Field(302_400, ge=MIN_DEDUP_TTL_S)
@@ -80,6 +82,8 @@ class Settings(BaseSettings):
     stream_batch_ms: int = Field(50, ge=1, description="longest wait to fill a worker batch")
     worker_id: str = Field("", description="distinguishes workers on one host; default: the web port")
     table_standby_replicas: int = Field(1, ge=0, description="standby copies of each table partition")
+    reconciliation: bool = Field(True, description="run windowed reconciliation in the workers (costs CPU per "
+                                                    "event; off where no ledger is imported)")
     recon_window_s: int = Field(3600, ge=1)
     recon_grace_s: int = Field(600, ge=0)
     recon_idle_s: float = Field(60.0, gt=0, description="a partition with nothing to read this long stops "

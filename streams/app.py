@@ -21,7 +21,7 @@ from schemas.serde import envelope_serde, payment_event_serde, payment_state_ser
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
-from streams.partitioned import PartitionedTable
+from streams.partitioned import TABLE_OPTIONS, PartitionedTable
 from streams.pipeline import Pipeline
 
 __all__ = ["Worker", "create_worker"]
@@ -85,11 +85,10 @@ def create_worker(settings: Settings) -> Worker:
     raw_topic = app.topic(catalog.raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     state_input_topic = app.topic(catalog.state_input, key_type=bytes, value_type=bytes,
                                   partitions=settings.partitions)
-    table_options = {"driver": "rocksdict"}
     dedup_table = app.Table("dedup", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                            options=table_options)
+                            options=TABLE_OPTIONS)
     state_table = app.Table("payment-state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                            options=table_options)
+                            options=TABLE_OPTIONS)
     dead_letters = DeadLetters(app, catalog.dlq, metrics=metrics)
     pipeline = Pipeline(
         app,
@@ -128,7 +127,12 @@ def create_worker(settings: Settings) -> Worker:
     from streams.reconcile import register_reconciliation
     from streams.views import register_views
 
-    worker.reconciliation = register_reconciliation(worker)
+    if settings.reconciliation:
+        worker.reconciliation = register_reconciliation(worker)
+    else:
+        from streams.reconcile.views import register_disabled_reconciliation_views
+
+        register_disabled_reconciliation_views(worker)
     register_views(worker)
     return worker
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from streams.app import Worker
     from streams.reconcile.wiring import Reconciliation
 
-__all__ = ["register_reconciliation_views", "window_json"]
+__all__ = ["register_disabled_reconciliation_views", "register_reconciliation_views", "window_json"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PROVIDERS = frozenset(p.value for p in Provider)
@@ -114,3 +114,16 @@ def register_reconciliation_views(worker: Worker, handle: Reconciliation) -> Non
         view_class = type(f"Ops{handler.__name__.title()}Reconciliation", (View,),
                           {"get": protected(worker, handler)})
         app.page(path)(view_class)
+
+
+def register_disabled_reconciliation_views(worker: Worker) -> None:
+    """With PAYSTREAM_RECONCILIATION=false the views still answer, with why there is nothing to see."""
+
+    async def disabled(view: View, request: Request) -> Response:
+        return view.json({"error": "reconciliation_disabled",
+                          "message": "reconciliation is off on this worker (PAYSTREAM_RECONCILIATION=false)"},
+                         status=404)
+
+    for path, name in (("/reconciliation/summary", "Summary"), ("/reconciliation/windows", "Windows")):
+        view_class = type(f"Ops{name}ReconciliationDisabled", (View,), {"get": protected(worker, disabled)})
+        worker.app.page(path)(view_class)

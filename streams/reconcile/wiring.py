@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import ledger_serde, reconciliation_serde
+from streams.partitioned import TABLE_OPTIONS
 from streams.reconcile.aggregate import ReconcileMetrics, WindowAggregator
 from streams.reconcile.feed import WindowFeed
 from streams.reconcile.join import PaymentJoin
@@ -63,11 +64,10 @@ def register(worker: Worker) -> Reconciliation:
     placements_name = f"{app.conf.id}-reconcile-placements"
     inputs = app.topic(catalog.events, catalog.ledger, key_type=bytes, value_type=bytes)
     placements = app.topic(placements_name, key_type=bytes, value_type=bytes, partitions=partitions, internal=True)
-    options = {"driver": "rocksdict"}
     join_table = app.Table("reconcile-payments", key_type=bytes, value_type=bytes, partitions=partitions,
-                           options=options)
+                           options=TABLE_OPTIONS)
     window_table = app.Table("reconcile-windows", key_type=bytes, value_type=bytes, partitions=partitions,
-                             options=options)
+                             options=TABLE_OPTIONS)
     dead_letters = worker.pipeline.dead_letters
 
     def producer() -> Any:

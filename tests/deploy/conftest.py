@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +21,7 @@ import pytest
 import yaml
 
 from paystream.broker import free_port
+from tests.fixtures.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -76,67 +74,8 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
 
 # Processes -------------------------------------------------------------------------------------
 
-@dataclass
-class ServiceProcess:
-    """One `paystream <role>` child process with an HTTP port to probe."""
-
-    role: str
-    args: list[str]
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServiceProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen([sys.executable, "-m", "paystream", *self.args], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, cwd=self.log_path.parent)
-        log.close()
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def wait_ready(self, path: str = "/ready", timeout_s: float = 90.0) -> ServiceProcess:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                code = self.process.returncode if self.process else None
-                raise AssertionError(f"{self.role} exited ({code}):\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.role} not ready in {timeout_s}s:\n{self.tail()}")
-
-    def kill(self) -> None:
-        """kill -9 of the whole process group: no flush, no commit, no goodbye."""
-        if self.alive():
-            assert self.process is not None
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if not self.alive():
-            return
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+class ServiceProcess(ChildProcess):
+    """One `paystream <role>` child of a deployment test."""
 
     def metrics_text(self) -> str:
         response = httpx.get(f"{self.url}/metrics", timeout=10)
@@ -155,8 +94,9 @@ class Pipeline:
     def _start(self, role: str, args: list[str], port_var: str, **env: str) -> ServiceProcess:
         port = free_port()
         child_env = {**self.base_env, port_var: str(port), **env}
-        index = sum(1 for p in self.started if p.role == role)
-        handle = ServiceProcess(role, args, child_env, port, self.directory / f"{role}-{index}.log")
+        index = sum(1 for p in self.started if p.name == role)
+        handle = ServiceProcess(role, args, child_env, port, self.directory / f"{role}-{index}.log",
+                                cwd=self.directory)
         self.started.append(handle)
         return handle.start()
 
@@ -164,7 +104,7 @@ class Pipeline:
         return self._start("ingress", ["ingress"], "PAYSTREAM_INGRESS_PORT", **env)
 
     def worker(self, **env: str) -> ServiceProcess:
-        index = sum(1 for p in self.started if p.role == "worker")
+        index = sum(1 for p in self.started if p.name == "worker")
         env.setdefault("PAYSTREAM_WORKER_ID", f"worker-{index}")
         return self._start("worker", ["worker"], "PAYSTREAM_WORKER_PORT", **env)
 

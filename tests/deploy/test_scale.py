@@ -122,7 +122,7 @@ async def test_two_workers_split_the_partitions_and_a_killed_one_loses_nothing(
     workers = [pipeline.worker(), pipeline.worker()]
     ingresses = [pipeline.ingress(), pipeline.ingress()]
     await asyncio.gather(*(asyncio.to_thread(i.wait_ready) for i in ingresses),
-                         *(asyncio.to_thread(w.wait_ready, "/ready", 120) for w in workers))
+                         *(asyncio.to_thread(w.wait_ready, 120) for w in workers))
 
     def split() -> dict[str, set[int]] | None:
         views = [assigned_raw_partitions(w, catalog) for w in workers]

@@ -3,80 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Self
 
 import httpx
 
 from ingress.signing import sign_stripe
 from paystream.dev.scenarios import Delivery
+from tests.fixtures.processes import ChildProcess
 
 __all__ = ["Load", "Proc", "wait_until"]
 
 
-@dataclass
-class Proc:
-    """One `paystream <command>` child with a readiness URL; survives kill -9 and restarts."""
+class Proc(ChildProcess):
+    """A child of the fault suite: restarted often, so starting does not have to wait."""
 
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    ready_url: str | None
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    def start(self, *, wait: bool = True) -> Proc:
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "paystream", *self.command], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout_s: float = 120) -> None:
-        if self.ready_url is None:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited ({self.process.returncode}):\n{self.tail()}")
-            try:
-                if httpx.get(self.ready_url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} not ready in {timeout_s}s:\n{self.tail()}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self, timeout_s: float = 30) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+    def start(self, *, wait: bool = True) -> Self:
+        super().start()
+        return self.wait_ready(120) if wait else self
 
 
 async def wait_until(check: object, timeout_s: float, what: str, interval_s: float = 0.5) -> None:

@@ -98,15 +98,14 @@ async def test_nothing_lost_nothing_doubled_under_faults(
             env["PAYSTREAM_WORKER_PORT"] = str(port)
         else:
             env["PAYSTREAM_SINK_METRICS_PORT"] = str(port)
-        path = "/ready"
-        procs[name] = Proc(name, [role], env, f"http://127.0.0.1:{port}{path}", tmp_path / f"{name}.log")
+        procs[name] = Proc(name, [role], env, port, tmp_path / f"{name}.log")
     try:
         for proc in procs.values():
             proc.start(wait=False)
         for proc in procs.values():
-            proc.wait_ready()
+            proc.wait_ready(120)
         deliveries = stories(STORIES, rng)
-        load = Load([procs[n].ready_url.removesuffix("/ready") for n in ("ingress-1", "ingress-2")],  # type: ignore[union-attr]
+        load = Load([procs[n].url for n in ("ingress-1", "ingress-2")],
                     SECRET, rng)
         groups = load.plan(deliveries)
         duration = sum(len(g) for g in groups) / RATE
@@ -154,7 +153,7 @@ async def test_nothing_lost_nothing_doubled_under_faults(
         await asyncio.gather(load.run(groups, RATE), faults())
         load_seconds = time.monotonic() - started
         for proc in procs.values():
-            proc.wait_ready()
+            proc.wait_ready(120)
         acked = load.acked
         assert not load.gave_up, f"{len(load.gave_up)} events never accepted"
 

@@ -139,7 +139,7 @@ async def test_restart_on_a_fresh_broker_with_old_state_resets_cleanly(
         catalog = TopicCatalog(prefix=stream_env["PAYSTREAM_TOPIC_PREFIX"], partitions=4)
         await ensure_topics(broker.bootstrap, catalog)
         env = {**stream_env, "PAYSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap, "PAYSTREAM_WORKER_PORT": str(port)}
-        worker = WorkerProcess(env, port, tmp_path / "fresh.log").start().wait_ready()
+        worker = WorkerProcess("worker", ["worker"], env, port, tmp_path / "fresh.log").start().wait_ready()
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
         await producer.start()
         for envelope in envelopes:
