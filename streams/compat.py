@@ -1,9 +1,14 @@
-"""Embedded-broker handling inside Faust (DESIGN.md quirks 2 and 4).
+"""Embedded-broker handling inside Faust (DESIGN.md quirks 2 and 4, and quirk 8 found here).
 
 Quirk 2: Faust asks for table recovery end offsets with ListOffsets, which the
 embedded broker answers wrongly for multi-record batches. The consumer thread's
 `_highwaters` is replaced by one that reads the high watermark from a Fetch
 response through the same aiokafka client (`paystream.broker.compat`).
+
+Quirk 8: a Fetch on the embedded broker waits out its whole max_wait even when
+records arrive; Faust hard-codes 1500 ms for its worker consumer, which made every
+hop through a worker cost up to 1.5 s. The created consumer gets the short wait of
+`paystream.broker.consumer_fetch_options` before it starts.
 
 Quirk 4: the embedded broker forgets everything on restart; local RocksDB tables
 built against an earlier incarnation would make Faust crash ("persisted offset
@@ -19,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from paystream.broker import IncarnationMarker, fetch_high_watermarks
+from paystream.broker import IncarnationMarker, consumer_fetch_options, fetch_high_watermarks
 
 __all__ = ["install_embedded_broker_compat", "reset_stale_state"]
 
@@ -28,7 +33,8 @@ _installed = False
 
 
 def install_embedded_broker_compat() -> None:
-    """Patch Faust's aiokafka consumer thread to read end offsets from Fetch high watermarks (idempotent)."""
+    """Patch Faust's aiokafka consumer thread: end offsets from Fetch high watermarks, a short fetch wait
+    (idempotent)."""
     global _installed  # noqa: PLW0603 - a process-wide, once-only patch
     if _installed:
         return
@@ -41,6 +47,16 @@ def install_embedded_broker_compat() -> None:
         return await fetch_high_watermarks(consumer, partitions, listed)
 
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
+    create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create_worker_consumer(self, transport)
+        # read by AIOKafkaConsumer.start() when it builds its Fetcher
+        consumer._fetch_max_wait_ms = consumer_fetch_options(embedded=True)["fetch_max_wait_ms"]
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     _installed = True
 
 

@@ -2,6 +2,7 @@
 
 from paystream.broker.compat import (
     CompatConsumer,
+    consumer_fetch_options,
     consumer_group_options,
     faust_broker_options,
     fetch_high_watermarks,
@@ -15,6 +16,7 @@ __all__ = [
     "CompatConsumer",
     "EmbeddedBroker",
     "IncarnationMarker",
+    "consumer_fetch_options",
     "consumer_group_options",
     "faust_broker_options",
     "fetch_cluster_id",

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from paystream.broker import consumer_fetch_options
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import ledger_serde, reconciliation_serde
 from streams.partitioned import TABLE_OPTIONS
@@ -103,7 +104,8 @@ def register(worker: Worker) -> Reconciliation:
     async def reconcile_feed() -> None:
         while True:
             try:
-                await feed.follow(settings.kafka_bootstrap, catalog.reconciliation, range(partitions))
+                await feed.follow(settings.kafka_bootstrap, catalog.reconciliation, range(partitions),
+                                  **consumer_fetch_options(embedded=settings.uses_embedded_broker))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the views must not take the worker down: try again

@@ -23,6 +23,7 @@ from paystream.broker import (
     CompatConsumer,
     EmbeddedBroker,
     IncarnationMarker,
+    consumer_fetch_options,
     consumer_group_options,
     faust_broker_options,
     fetch_cluster_id,
@@ -227,3 +228,63 @@ async def test_async_start(tmp_path: Path) -> None:
     async with EmbeddedBroker(log_path=tmp_path / "b.log") as broker:
         assert await fetch_cluster_id(broker.bootstrap) == broker.cluster_id
     assert not broker.running
+
+
+# Quirk 8 (found here): a Fetch waits out its whole max_wait even when records arrive ----------
+
+async def _hop_latency_ms(bootstrap: str, topic: str, fetch_max_wait_ms: int) -> float:
+    """Median ms from a record's acknowledgement to its arrival at a tailing consumer."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=True))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
+    await producer.start()
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        latencies = []
+        for _ in range(12):
+            await asyncio.sleep(0.05)  # let the consumer's next fetch be waiting for data
+            await producer.send_and_wait(topic, b"v", partition=0)
+            sent = time.monotonic()
+            while not (await consumer.getmany(tp, timeout_ms=3000)).get(tp):
+                pass
+            latencies.append((time.monotonic() - sent) * 1000)
+        return sorted(latencies)[len(latencies) // 2]
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_quirk8_short_fetch_wait_bounds_each_hop(kafka: Any, topics: TopicCatalog) -> None:
+    if not kafka.is_embedded:
+        pytest.skip("embedded-broker quirk")
+    ours = consumer_fetch_options(embedded=True)["fetch_max_wait_ms"]
+    assert consumer_group_options(embedded=True)["fetch_max_wait_ms"] == ours
+    faust_default = await _hop_latency_ms(kafka.bootstrap, topics.dlq, 1500)  # Faust's hard-coded wait
+    with_ours = await _hop_latency_ms(kafka.bootstrap, topics.dlq, ours)
+    assert faust_default > 3 * with_ours, (faust_default, with_ours)  # the quirk, and its handling
+    assert with_ours <= ours + 50
+
+
+_FAUST_CONSUMER_WAIT = """
+import asyncio, sys
+import faust
+from streams.compat import install_embedded_broker_compat
+
+async def main():
+    app = faust.App("q8", broker="kafka://" + sys.argv[1])
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    print(consumer._fetch_max_wait_ms)
+
+install_embedded_broker_compat()
+asyncio.run(main())
+"""
+
+
+def test_quirk8_faust_worker_consumer_gets_the_short_fetch_wait(kafka: Any) -> None:
+    """Faust hard-codes fetch_max_wait_ms=1500; the worker's consumer must get ours (own process: Faust's
+    App leaves event loops behind)."""
+    out = subprocess.run([sys.executable, "-c", _FAUST_CONSUMER_WAIT, kafka.bootstrap], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert int(out.stdout.strip()) == consumer_fetch_options(embedded=True)["fetch_max_wait_ms"]
