@@ -251,6 +251,7 @@ def main() -> None:
 {N} pre-published raw envelopes (Stripe and PayPal payment stories from `paystream/dev/scenarios.py`, ~600 B
 bodies) on {PARTITIONS} partitions of the embedded broker, which runs on the same 2 cores. Targets: full path
 >= 2,500 events/s on one worker, RSS <= 300 MB with 1,000,000 dedup keys.
+Run to run on a shared 2-core machine the figures vary by about ±10 %; compare runs, not single figures.
 
 | run | figure |
 |---|---|

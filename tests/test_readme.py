@@ -1,7 +1,8 @@
-"""The README documents every setting and keeps the two quick-start commands."""
+"""The README documents every setting, keeps the two quick-start commands, and its links lead somewhere."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from paystream.settings import Settings
@@ -19,3 +20,17 @@ def test_quick_start_is_two_commands() -> None:
     quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
     block = quick_start.split("```console", 1)[1].split("```", 1)[0]
     assert [line.split("#")[0].strip() for line in block.strip().splitlines()] == ["make run", "make test"]
+
+
+def test_relative_links_lead_somewhere() -> None:
+    """The headline figures link their reports; a renamed report must not leave a dead link."""
+    root = Path(__file__).resolve().parents[1]
+    documents = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    dead = []
+    for document in documents:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text("utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (document.parent / target).exists():
+                dead.append(f"{document.relative_to(root)} -> {target}")
+    assert dead == []
