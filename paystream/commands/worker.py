@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import click
 
@@ -10,6 +11,8 @@ from paystream.broker import fetch_cluster_id
 from paystream.observability import configure_logging
 from paystream.settings import Settings
 from schemas.topics import ensure_topics
+
+log = logging.getLogger("paystream.worker")
 
 
 @click.command()
@@ -44,5 +47,15 @@ def worker(port: int | None, worker_id: str | None) -> None:
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = create_worker(settings).app
-    faust.Worker(app, loglevel=settings.log_level.lower(), override_logging=False, redirect_stdouts=False,
-                 console_port=0).execute_from_commandline()
+    runner = faust.Worker(app, loglevel=settings.log_level.lower(), override_logging=False, redirect_stdouts=False,
+                          console_port=0, quiet=True)
+    runner.spinner = None  # Faust's terminal spinner wrote escape codes into every log stream
+    startup_finished = runner.on_startup_finished
+
+    async def announce_ready() -> None:
+        await startup_finished()
+        log.info("worker ready", extra={"port": settings.worker_port, "partitions": settings.partitions,
+                                        "reconciliation": settings.reconciliation})
+
+    runner.on_startup_finished = announce_ready  # type: ignore[method-assign]  # Faust hands it to the app
+    runner.execute_from_commandline()

@@ -76,6 +76,8 @@ def test_dev_pipeline_end_to_end(tmp_path: Path) -> None:
                                                            for c in known.values()}, known
         ingress = f"http://127.0.0.1:{ports['INGRESS']}"
         assert ingress in output.text() and f"{ports['WORKER']}/ops#token=" in output.text()
+        output.wait_for("worker ready", timeout_s=10)  # one readable line, not Faust's terminal spinner
+        assert "\x1b" not in output.text()
         # the pasteable curl, signed now, is accepted
         curl = output.lines[output.lines.index(output.wait_for("valid for 5 minutes")) + 1].strip()
         if shutil.which("curl"):
