@@ -71,6 +71,8 @@ class FlushResult:
     offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     """Next offset per partition, as committed."""
     seconds: float = 0.0
+    received_ms: list[int] = field(default_factory=list)
+    """When the ingress received each committed payment event (epoch ms): the end-to-end histogram's input."""
 
 
 class Sink(ABC):

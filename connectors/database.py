@@ -32,12 +32,14 @@ from typing import ClassVar, Literal, TypeVar
 from connectors.base import DeadLetterFn, FlushResult, Rejected, Sink, SinkRecord, TopicPartitionKey
 from connectors.batch import Batch, BatchBuilder
 from connectors.exceptions import SinkBackpressureError
-from connectors.tables import SINK_OFFSETS, Adapters, Row, Table
+from connectors.tables import PAYMENT_EVENTS, SINK_OFFSETS, Adapters, Row, Table
 from schemas.clock import now_ms
 from schemas.serde import SchemaRegistry
 from schemas.topics import TopicCatalog
 
 __all__ = ["DatabaseSink", "ErrorKind"]
+
+_RECEIVED_AT_MS = PAYMENT_EVENTS.columns.index("received_at_ms")
 
 log = logging.getLogger("paystream.sink")
 
@@ -201,8 +203,10 @@ class DatabaseSink(Sink):
             raise
         finally:
             self._inflight = []
+        events = batch.tables.get(PAYMENT_EVENTS.name)
+        received = [row[_RECEIVED_AT_MS] for row in events.rows] if events is not None else []
         return FlushResult(records=batch.records, rows=rows, rejected=batch.rejected, offsets=batch.offsets,
-                           seconds=time.perf_counter() - started)
+                           seconds=time.perf_counter() - started, received_ms=received)
 
     def _dead_letters(self, rejected: list[Rejected]) -> list[Rejected]:
         """Rejects to publish; a dead letter the database refuses is logged, never re-dead-lettered (no loops)."""

@@ -18,6 +18,7 @@ __all__ = ["MetricsServer", "SinkMetrics"]
 log = logging.getLogger("paystream.sink.metrics")
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class SinkMetrics:
@@ -42,6 +43,9 @@ class SinkMetrics:
                                     ["topic"], registry=r)
         self.incarnation_resets = Counter("paystream_sink_incarnation_resets",
                                           "Stored offsets reset because the broker incarnation changed", registry=r)
+        self.end_to_end = Histogram("paystream_sink_end_to_end_seconds",
+                                    "Ingress receipt of a webhook -> its payment_events row committed",
+                                    buckets=_END_TO_END_BUCKETS, registry=r)
         self._ready_gauge = Gauge("paystream_sink_ready", "1 when the sink is ready", registry=r)
         self.ready = False
 

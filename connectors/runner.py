@@ -259,6 +259,9 @@ class SinkRunner:
         for (topic, partition), offset in result.offsets.items():
             self._committed[TopicPartition(topic, partition)] = offset
         if result.records:
+            committed_ms = time.time() * 1000
+            for received in result.received_ms:
+                self.metrics.end_to_end.observe(max(0, committed_ms - received) / 1000)
             self.metrics.records.inc(result.records)
             self.metrics.batch_seconds.observe(result.seconds)
             self.metrics.batch_records.observe(result.records)

@@ -83,6 +83,11 @@ async def test_lands_the_topics_exactly_dead_letters_rejects_and_serves_metrics(
     assert 'paystream_sink_rows_written_total{table="payment_events"} 300.0' in text
     assert f'paystream_sink_dead_letters_total{{topic="{feed.catalog.events}"}} 1.0' in text
     assert "paystream_sink_batch_seconds_bucket" in text
+    # webhook received -> row committed: these events were "received" in March, so every one is > 300 s old
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+               if line.startswith("paystream_sink_end_to_end_seconds")}
+    assert samples["paystream_sink_end_to_end_seconds_count"] >= 300
+    assert samples['paystream_sink_end_to_end_seconds_bucket{le="300.0"}'] == 0
     assert "paystream_sink_ready 1.0" in text
     assert f'paystream_sink_consumer_lag{{topic="{feed.catalog.events}"}}' in text
 

@@ -136,4 +136,6 @@ def test_every_dashboard_metric_is_exported_by_a_running_pipeline(
     assert total("paystream_ingress_requests_total", provider="stripe", outcome="accepted") >= 1
     assert total("paystream_ingress_verification_failures_total", provider="stripe") >= 1
     assert total("paystream_worker_ingress_to_state_seconds_count") >= 1
+    assert total("paystream_sink_end_to_end_seconds_count") >= 1  # webhook received -> row committed
+    assert total("paystream_sink_end_to_end_seconds_bucket", le="60.0") >= 1
     assert total("paystream_sink_rows_written_total", table="payments") >= 1
