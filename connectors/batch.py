@@ -69,7 +69,7 @@ class BatchBuilder:
             return payment_row(states.decode_dict(value), ctx.incarnation, ctx.adapters)
 
         def window(r: SinkRecord, value: bytes, ctx: _Context) -> Row:
-            return window_row(windows.decode(value), ctx.adapters)
+            return window_row(windows.decode(value), ctx.incarnation, ctx.adapters)
 
         def dead_letter(r: SinkRecord, value: bytes, ctx: _Context) -> Row:
             when = from_epoch_ms(r.timestamp_ms) if r.timestamp_ms > 0 else ctx.now

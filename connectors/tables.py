@@ -53,7 +53,9 @@ class Table:
     conflict: str
     """What follows `ON CONFLICT (key)`."""
     keep: str = "last"
-    """Which of several rows with one key in a batch the bulk path keeps: first | last | max:<column>."""
+    """Which of several rows with one key in a batch the bulk path keeps: first | last | max:<column> (the
+    highest, the first of equals: for a strict `<` guard) | latest:<column> (the highest, the last of equals:
+    for a `<=` guard)."""
 
     def insert_sql(self, placeholder: str) -> str:
         values = ", ".join([placeholder] * len(self.columns))
@@ -74,12 +76,13 @@ class Table:
         if self.keep == "first":
             for row in rows:
                 chosen.setdefault(tuple(row[i] for i in index), row)
-        elif self.keep.startswith("max:"):
-            at = self.columns.index(self.keep[4:])
+        elif self.keep.startswith(("max:", "latest:")):
+            kind, _, column = self.keep.partition(":")
+            at = self.columns.index(column)
             for row in rows:
                 key = tuple(row[i] for i in index)
                 held = chosen.get(key)
-                if held is None or row[at] > held[at]:
+                if held is None or row[at] > held[at] or (kind == "latest" and row[at] == held[at]):
                     chosen[key] = row
         else:
             for row in rows:
@@ -118,11 +121,18 @@ _WINDOW_COLUMNS = (
     "failed_count", "net_minor", "ledger_expected_minor", "provider_confirmed_minor",
     "missing_at_provider", "unexpected_at_provider", "amount_mismatches", "late_events",
     "window_start_ms", "window_end_ms", "counts_by_status", "sums_by_status",
-    "missing_count", "unexpected_count", "mismatch_count", "is_correction", "revision",
+    "missing_count", "unexpected_count", "mismatch_count", "is_correction", "revision", "incarnation",
 )
 _WINDOW_KEY = ("provider", "currency", "window_start")
-RECONCILIATION_WINDOWS = Table("reconciliation_windows", _WINDOW_COLUMNS, _WINDOW_KEY,
-                               _update_all(_WINDOW_COLUMNS, _WINDOW_KEY))
+# The revision guard: a stale (lower) revision never replaces a newer correction; a row from an
+# earlier broker incarnation (whose revisions restarted) always yields.
+RECONCILIATION_WINDOWS = Table(
+    "reconciliation_windows", _WINDOW_COLUMNS, _WINDOW_KEY,
+    _update_all(_WINDOW_COLUMNS, _WINDOW_KEY)
+    + " WHERE reconciliation_windows.incarnation <> excluded.incarnation"
+      " OR reconciliation_windows.revision <= excluded.revision",
+    keep="latest:revision",
+)
 
 _DEAD_LETTER_COLUMNS = (
     "original_topic", "original_partition", "original_offset", "stage", "exception_class", "exception_message",
@@ -190,7 +200,7 @@ def payment_row(s: Mapping[str, Any], incarnation: str, a: Adapters) -> Row:
     )
 
 
-def window_row(w: ReconciliationWindow, a: Adapters) -> Row:
+def window_row(w: ReconciliationWindow, incarnation: str, a: Adapters) -> Row:
     mismatches = [
         {"payment_id": m.payment_id, "ledger_minor": m.ledger_minor, "provider_minor": m.provider_minor}
         for m in w.amount_mismatches
@@ -201,7 +211,7 @@ def window_row(w: ReconciliationWindow, a: Adapters) -> Row:
         w.provider_confirmed_minor, a.json(w.missing_at_provider), a.json(w.unexpected_at_provider),
         a.json(mismatches), w.late_events, to_epoch_ms(w.window_start), to_epoch_ms(w.window_end),
         a.json(w.counts_by_status), a.json(w.sums_by_status), len(w.missing_at_provider),
-        len(w.unexpected_at_provider), len(mismatches), w.is_correction, w.revision,
+        len(w.unexpected_at_provider), len(mismatches), w.is_correction, w.revision, incarnation,
     )
 
 

@@ -82,7 +82,10 @@ class Feed:
             self.payments[(s.payment_id, s.provider)] = s
 
     def expect_window(self, w: ReconciliationWindow) -> None:
-        self.windows[(w.provider, w.currency, to_epoch_ms(w.window_start))] = w
+        key = (w.provider, w.currency, to_epoch_ms(w.window_start))
+        held = self.windows.get(key)
+        if held is None or w.revision >= held.revision:
+            self.windows[key] = w
 
     def event(self, e: PaymentEvent, partition: int = 0) -> SinkRecord:
         self.expect_event(e)

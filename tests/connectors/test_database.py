@@ -124,6 +124,25 @@ async def test_reconciliation_correction_replaces(sink_backend: Db, sink_factory
     assert as_json(mismatches) == [{"payment_id": "pay_3", "ledger_minor": 10, "provider_minor": 8}]
 
 
+async def test_a_stale_revision_never_replaces_a_newer_correction(sink_backend: Db, sink_factory: SinkFactory,
+                                                                   feed: Feed) -> None:
+    sink = await sink_factory(sink_backend, feed.catalog, cluster_id="cluster-a")
+    await flush(sink, [feed.window(window(net=70, revision=2))])
+    await flush(sink, [feed.window(window(net=100, revision=0)), feed.window(window(net=80, revision=1))])
+    assert sink_backend.rows("SELECT net_minor, revision FROM reconciliation_windows") == [(70, 2)]
+    # within one batch, newest-first
+    await flush(sink, [feed.window(window(net=60, revision=4)), feed.window(window(net=65, revision=3))])
+    assert sink_backend.rows("SELECT net_minor, revision FROM reconciliation_windows") == [(60, 4)]
+    # the same revision again (re-emitted after a rebalance) is applied
+    await flush(sink, [feed.window(window(net=61, revision=4))])
+    assert sink_backend.rows("SELECT net_minor, revision FROM reconciliation_windows") == [(61, 4)]
+    # a new broker incarnation restarts revisions: its revision 0 replaces the old row
+    await sink.use_incarnation("cluster-b")
+    await flush(sink, [feed.window(window(net=5, revision=0))])
+    assert sink_backend.rows("SELECT net_minor, revision, incarnation FROM reconciliation_windows") == [
+        (5, 0, "cluster-b")]
+
+
 async def test_rejected_records_go_to_dead_letters_and_the_rest_lands(
     sink_backend: Db, sink_factory: SinkFactory, feed: Feed
 ) -> None:

@@ -27,11 +27,20 @@ def test_dedupe_equals_applying_rows_in_order() -> None:
         values[0], values[1], values[version] = pid, "stripe", v
         return tuple(values)
 
-    kept = PAYMENTS.dedupe([row("p", 2), row("p", 5), row("p", 3), row("p", 5), row("q", 1)])
+    first_5, second_5 = row("p", 5), (*row("p", 5)[:-1], "other")
+    kept = PAYMENTS.dedupe([row("p", 2), first_5, row("p", 3), second_5, row("q", 1)])
     assert [(r[0], r[version]) for r in kept] == [("p", 5), ("q", 1)]
-    assert kept[0] is not None
-    windows = RECONCILIATION_WINDOWS.dedupe([("s", "USD", 1, "a"), ("s", "USD", 1, "b")])
-    assert windows == [("s", "USD", 1, "b")]  # corrections: the last one wins
+    assert kept[0] is first_5  # an equal version never overwrites (the SQL guard is strict)
+
+    revision = RECONCILIATION_WINDOWS.columns.index("revision")
+
+    def window(net: int, rev: int) -> tuple[object, ...]:
+        values: list[object] = [None] * len(RECONCILIATION_WINDOWS.columns)
+        values[0], values[1], values[2], values[8], values[revision] = "s", "USD", 1, net, rev
+        return tuple(values)
+
+    windows = RECONCILIATION_WINDOWS.dedupe([window(10, 1), window(20, 2), window(15, 0), window(21, 2)])
+    assert [(w[8], w[revision]) for w in windows] == [(21, 2)]  # the highest revision, the last of equals
 
 
 def test_sink_urls() -> None:
