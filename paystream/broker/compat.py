@@ -15,8 +15,8 @@ DESIGN.md lists seven; this module handles the client-side ones:
    records arrive meanwhile: no long-poll wake-up, so every hop costs up to
    fetch_max_wait_ms (aiokafka's default 500, Faust's hard-coded 1500). Measured
    on one topic: p50 132 ms at 500, 33 ms at 100, 7 ms at 20 -> a short
-   `fetch_max_wait_ms` in `consumer_group_options` / `consumer_fetch_options`,
-   and in Faust's worker consumer (`streams/compat.py`).
+   `fetch_max_wait_ms` in `consumer_group_options` / `consumer_fetch_options`
+   (sink, window feed). Not in Faust's worker consumer: see `streams/compat.py`.
 
 Quirks 4 (memory only) and 6 (auto-created topics) are handled in
 `incarnation.py` and `schemas.topics.ensure_topics`; quirk 7 in `streams/`.
@@ -50,7 +50,8 @@ EMBEDDED_HEARTBEAT_MS = 1_000
 _FETCH_MAX_WAIT_MS = 20
 # Quirk 8: no long-poll wake-up. A Fetch also costs the broker time in proportion to the partition's
 # length, so shorter waits cost more broker CPU as the log grows: bench-e2e (60 s at 500 req/s)
-# measured p99 601 ms at 25, 379 ms at 50, 332 ms at 100 (and 2.4 s with the defaults).
+# measured p99 601 ms at 25, 379 ms at 50, 332 ms at 100 for every consumer incl. the worker (2.4 s with
+# the defaults; 2.1 s with the sink only, see streams/compat.py).
 EMBEDDED_FETCH_MAX_WAIT_MS = 100
 
 

@@ -265,26 +265,3 @@ async def test_quirk8_short_fetch_wait_bounds_each_hop(kafka: Any, topics: Topic
     with_ours = await _hop_latency_ms(kafka.bootstrap, topics.dlq, ours)
     assert faust_default > 3 * with_ours, (faust_default, with_ours)  # the quirk, and its handling
     assert with_ours <= ours + 50
-
-
-_FAUST_CONSUMER_WAIT = """
-import asyncio, sys
-import faust
-from streams.compat import install_embedded_broker_compat
-
-async def main():
-    app = faust.App("q8", broker="kafka://" + sys.argv[1])
-    consumer = app.consumer._thread._create_worker_consumer(app.transport)
-    print(consumer._fetch_max_wait_ms)
-
-install_embedded_broker_compat()
-asyncio.run(main())
-"""
-
-
-def test_quirk8_faust_worker_consumer_gets_the_short_fetch_wait(kafka: Any) -> None:
-    """Faust hard-codes fetch_max_wait_ms=1500; the worker's consumer must get ours (own process: Faust's
-    App leaves event loops behind)."""
-    out = subprocess.run([sys.executable, "-c", _FAUST_CONSUMER_WAIT, kafka.bootstrap], capture_output=True,
-                         text=True, timeout=60, check=True)
-    assert int(out.stdout.strip()) == consumer_fetch_options(embedded=True)["fetch_max_wait_ms"]
