@@ -51,7 +51,7 @@ _FETCH_MAX_WAIT_MS = 20
 # Quirk 8: no long-poll wake-up. A Fetch also costs the broker time in proportion to the partition's
 # length, so shorter waits cost more broker CPU as the log grows: bench-e2e (60 s at 500 req/s)
 # measured p99 601 ms at 25, 379 ms at 50, 332 ms at 100 for every consumer incl. the worker (2.4 s with
-# the defaults; 2.1 s with the sink only, see streams/compat.py).
+# the defaults; 934 ms with the sink and feed only, see streams/compat.py).
 EMBEDDED_FETCH_MAX_WAIT_MS = 100
 
 
