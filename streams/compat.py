@@ -10,8 +10,9 @@ applied to Faust's worker consumer, which keeps Faust's hard-coded 1500 ms: with
 100 ms wait, the kill -9 takeover and restart tests (tests/streams/test_recovery.py,
 tests/streams/reconcile/test_restart.py) failed about one run in four under the full
 suite (states missing follow-up events after a takeover with 0 standbys; windows held
-until the idle horizon after a restart), which they never did with 1500 ms. Until that
-race is root-caused, the worker hop stays slower rather than risk it.
+until the idle horizon after a restart). The takeover failure has since been seen once
+with 1500 ms too, so the wait only changes the odds of a race that is not found yet;
+the worker keeps Faust's default until it is.
 
 Quirk 4: the embedded broker forgets everything on restart; local RocksDB tables
 built against an earlier incarnation would make Faust crash ("persisted offset
