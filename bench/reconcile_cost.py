@@ -36,8 +36,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import murmur2
 from rocksdict import Options, Rdict, WriteBatch
+
+from schemas.topics import partition_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,7 +81,7 @@ class Sender:
             assert value is not None
             if partition is None:
                 assert key is not None
-                partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+                partition = partition_for(key, self.partitions)
             offset = self._offsets.get(partition, 0)
             self._offsets[partition] = offset + 1
             self.pending.append(Message(topic, partition, offset, key, value))
@@ -170,7 +171,7 @@ def as_messages(topic: str, records: list[Any], partitions: int, encode: Any) ->
     messages = []
     for record in records:
         key = record.payment_key.encode()
-        partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+        partition = partition_for(key, partitions)
         offsets[partition] = offsets.get(partition, -1) + 1
         messages.append(Message(topic, partition, offsets[partition], key, encode(record)))
     return messages

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
-__all__ = ["TopicCatalog", "TopicSpec", "ensure_topics"]
+__all__ = ["TopicCatalog", "TopicSpec", "ensure_topics", "partition_for"]
 
 log = logging.getLogger("paystream.topics")
+
+
+@lru_cache(maxsize=65536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The producer's default partition for `key` (Java-compatible murmur2), cached: payment and series
+    keys recur. Every co-partitioning decision (stages, placements, ledger import) goes through this."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)

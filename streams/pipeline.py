@@ -20,16 +20,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
-
-from aiokafka.partitioner import murmur2
 
 from paystream.tracing import Tracer
 from schemas.clock import to_epoch_ms
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import AvroSerde
+from schemas.topics import partition_for
 from streams.dedup import Sighting, Verdict, body_digest, is_expired, judge
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
@@ -42,12 +40,6 @@ __all__ = ["SOURCE_HEADER", "DedupStats", "Pipeline"]
 SOURCE_HEADER = "paystream.source"
 
 log = logging.getLogger("paystream.streams")
-
-
-@lru_cache(maxsize=65536)
-def partition_for(key: bytes, partitions: int) -> int:
-    """aiokafka's default (Java-compatible murmur2) partition, cached: the same payments recur."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _headers(message: Any) -> list[tuple[str, bytes]]:

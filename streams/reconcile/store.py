@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 from typing import Any, Protocol
 
-from aiokafka.partitioner import murmur2
-
+from schemas.topics import partition_for
 from streams.partitioned import PartitionedTable
 
 __all__ = ["PartitionStore", "PrefixTable", "Producer", "gather", "partition_for"]
-
-
-@lru_cache(maxsize=4096)
-def partition_for(key: bytes, partitions: int) -> int:
-    """The producer's default partition (Java-compatible murmur2), cached: a few series keys recur all day."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class PartitionStore(Protocol):

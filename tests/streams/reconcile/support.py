@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from schemas.records import LedgerEntry, PaymentEvent, ReconciliationWindow
 from schemas.serde import ledger_serde, payment_event_serde, reconciliation_serde
+from schemas.topics import partition_for
 from streams.reconcile.aggregate import WindowAggregator
 from streams.reconcile.join import PaymentJoin
 from streams.reconcile.model import WindowSpec
@@ -26,10 +25,6 @@ DAY = datetime(2026, 11, 2, tzinfo=UTC)
 
 def at(hours: float = 0, minutes: float = 0, seconds: float = 0) -> datetime:
     return DAY + timedelta(hours=hours, minutes=minutes, seconds=seconds)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
