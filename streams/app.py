@@ -111,8 +111,7 @@ def create_worker(settings: Settings) -> Worker:
     @app.agent(raw_topic, name="dedup-normalize")
     async def dedup_normalize(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_raw([event.message for event in events],
-                                       active=_active_partitions(app, catalog.state_input))
+            await pipeline.process_raw([event.message for event in events])
 
     @app.agent(state_input_topic, name="payment-state")
     async def payment_state(stream: Any) -> None:
@@ -121,7 +120,7 @@ def create_worker(settings: Settings) -> Worker:
 
     @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:
-        await pipeline.sweep_dedup(active=_active_partitions(app, catalog.raw))
+        await pipeline.sweep_dedup(active=pipeline.dedup.owned_partitions())
 
     worker = Worker(app, settings, pipeline, registry, state_table, dedup_table)
     from streams.reconcile import register_reconciliation
@@ -136,7 +135,3 @@ def create_worker(settings: Settings) -> Worker:
     register_views(worker)
     return worker
 
-
-def _active_partitions(app: faust.App, topic: str) -> set[int]:
-    """Partitions of `topic` this worker actively owns (standby partitions are never swept)."""
-    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}

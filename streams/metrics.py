@@ -23,6 +23,9 @@ class WorkerMetrics:
                                    ["outcome"], registry=registry)
         self.applied = Counter("paystream_worker_state_events", "Events applied to payment states (incl. replays)",
                                registry=registry)
+        self.forwarded = Counter("paystream_worker_state_forwarded",
+                                 "Events sent to the state-input topic: another worker owns the payment, "
+                                 "or this worker's table was not restored yet", registry=registry)
         self.dedup_keys = Gauge("paystream_worker_dedup_keys", "Estimated keys in the local dedup table",
                                 registry=registry)
         self.dedup_expired = Counter("paystream_worker_dedup_expired", "Dedup entries removed by the TTL sweep",

@@ -8,6 +8,14 @@ records through the producer's normal batching path, and record the persisted
 changelog offset once per partition when the broker acknowledged — the same
 bookkeeping Faust does, without the per-key cost. Recovery and standbys are
 untouched: they read the changelog exactly as for any Faust table.
+
+Two rules keep the changelog and the local copy saying the same thing:
+- `owned_partitions()` is empty while a rebalance is under way and until Faust has
+  restored every active partition, so no agent reads or writes a partition whose
+  changelog is still being replayed (recovery would overwrite those writes);
+- writers that read, modify and write one key hold `lock` until their changelog
+  records are queued, so two agents never queue them in the opposite order to the
+  one in which they wrote the local copy (recovery keeps the last record per key).
 """
 
 from __future__ import annotations
@@ -39,11 +47,23 @@ class PartitionedTable:
     def __init__(self, app: Any, table: Any) -> None:
         self._app = app
         self.table = table
+        self.lock = asyncio.Lock()
 
     @property
     def changelog_topic(self) -> str:
         name: str = self.table.changelog_topic.get_topic_name()
         return name
+
+    def owned_partitions(self) -> frozenset[int]:
+        """Partitions this worker may read and write now: actively assigned and fully restored.
+
+        Faust clears `tables.actives_ready` the moment a rebalance starts (in the consumer's
+        rebalance callback) and sets it once every active changelog partition is restored.
+        """
+        if not self._app.tables.actives_ready:
+            return frozenset()
+        topic = self.changelog_topic
+        return frozenset(tp.partition for tp in self._app.assignor.assigned_actives() if tp.topic == topic)
 
     def _db(self, partition: int) -> Any:
         return self.table.data._db_for_partition(partition)

@@ -2,9 +2,11 @@
 
 Stage 1 (raw → events): decode the envelope, dedup by event key, normalize, and
 emit one `PaymentEvent` keyed by payment to payments.events.v1; then apply it to
-the payment's state right away when this worker owns the payment's partition, or
-hand it to the owner through the internal payments.state-input.v1 topic (stage 2).
-Each payment's state is written and emitted once per batch.
+the payment's state right away when this worker owns the payment's partition and
+its table is restored, or hand it to the owner through the internal
+payments.state-input.v1 topic (stage 2). Stage 2 sends an event back to that topic
+when it reaches a worker whose table is not ready (a rebalance is under way), so the
+owner applies it after recovery. Each payment's state is written and emitted once per batch.
 
 Both stages write their tables directly (see `partitioned.py`), send every output
 through the worker's producer, and wait for the acknowledgements before taking the
@@ -19,6 +21,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +50,18 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
     if isinstance(headers, dict):
         return [(k, v) for k, v in headers.items() if isinstance(v, bytes)]
     return [(k, v) for k, v in headers if isinstance(v, bytes)]
+
+
+@dataclass(slots=True)
+class StateInput:
+    """One event bound for a payment's state, with what it takes to send it on to the owner."""
+
+    message: Any
+    partition: int
+    key: bytes
+    event: PaymentEvent
+    value: bytes
+    headers: list[tuple[str, bytes]]
 
 
 @dataclass
@@ -106,19 +121,18 @@ class Pipeline:
 
     # Stage 1 ---------------------------------------------------------------------------
 
-    async def process_raw(self, messages: Sequence[Any], active: set[int] | None = None) -> None:
+    async def process_raw(self, messages: Sequence[Any]) -> None:
         """Dedup + normalize a batch of raw records; apply payment state here when we own the payment.
 
-        `active` are the partitions this worker owns (co-partitioned across our topics by Faust's
-        assignor). A payment whose partition is active is applied to the local state table at once;
-        any other goes to the internal state-input topic for its owner (`process_state_input`). With
-        one worker nothing takes the second hop.
+        Our topics are co-partitioned by Faust's assignor, so with one worker every payment is
+        applied to the local state table at once; any other goes to the internal state-input
+        topic for its owner (`process_state_input`).
         """
         started = time.perf_counter()
         producer = self.app.producer
         futures: list[asyncio.Future[Any]] = []
         writes: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
-        local: list[tuple[Any, int, bytes, PaymentEvent]] = []
+        to_state: list[StateInput] = []
         stats = self.stats
         verdicts: Counter[str] = Counter()
         emitted: Counter[tuple[str, str, str]] = Counter()
@@ -174,14 +188,10 @@ class Pipeline:
             emitted[(event.provider, event.kind, event.status or "none")] += 1
             if event.kind == "other":
                 continue  # changes no state
-            if active is None or payment_partition in active:
-                local.append((message, payment_partition, payment_key, event))
-            else:
-                futures.append(await producer.send(self.state_input_topic, payment_key, encoded_event,
-                                                   payment_partition, None, headers))
+            to_state.append(StateInput(message, payment_partition, payment_key, event, encoded_event, headers))
         for partition, items in writes.items():
             self.dedup.write_local(partition, items)
-        futures.extend(await self._apply_states(local))
+        futures.extend(await self._apply_states(to_state))
         for partition, items in writes.items():
             futures.extend(await self.dedup.send_changelog(partition, items))
         if futures:
@@ -200,7 +210,7 @@ class Pipeline:
         """Apply events another worker routed to us because we own their payments' partitions."""
         started = time.perf_counter()
         futures: list[asyncio.Future[Any]] = []
-        items: list[tuple[Any, int, bytes, PaymentEvent]] = []
+        items: list[StateInput] = []
         for message in messages:
             try:
                 event = self.event_serde.decode(message.value)
@@ -208,29 +218,41 @@ class Pipeline:
                 futures.append(await self.dead_letters.send(message, "decode", exc))
                 continue
             key = message.key if isinstance(message.key, bytes) else event.payment_key.encode()
-            items.append((message, message.partition, key, event))
+            items.append(StateInput(message, message.partition, key, event, message.value, _headers(message)))
         futures.extend(await self._apply_states(items))
         if futures:
             await asyncio.gather(*futures)
         self.metrics.records.labels("state_input").inc(len(messages))
         self.metrics.batch_seconds.labels("state_input").observe(time.perf_counter() - started)
 
-    async def _apply_states(self, items: Sequence[tuple[Any, int, bytes, PaymentEvent]]
-                            ) -> list[asyncio.Future[Any]]:
+    async def _apply_states(self, items: Sequence[StateInput]) -> list[asyncio.Future[Any]]:
         """Apply events to payment states: one table write and one output per payment per batch.
 
-        Everything up to the local RocksDB writes is synchronous, so two agents sharing the table
-        cannot interleave a read-modify-write. An event the state has already applied (a replay
-        after a crash) re-emits the current state: its first emission may not have reached the topic.
+        Runs under the state table's lock until every record is queued, so the changelog keeps the
+        order of the local writes even with both stages applying. Only partitions the table says we
+        own and have restored are touched; an event for any other goes (back) to the state-input
+        topic. An event the state has already applied (a replay after a crash) re-emits the current
+        state: its first emission may not have reached the topic.
         """
         if not items:
             return []
+        async with self.states.lock:
+            return await self._apply_owned(items, self.states.owned_partitions())
+
+    async def _apply_owned(self, items: Sequence[StateInput], owned: frozenset[int]) -> list[asyncio.Future[Any]]:
         changed: dict[int, dict[bytes, PaymentState]] = defaultdict(dict)
         reemit: dict[int, dict[bytes, PaymentState]] = defaultdict(dict)
         received: dict[bytes, Any] = {}
         failures: list[tuple[Any, str, BaseException, str | None]] = []
+        forward: list[StateInput] = []
         transitions: Counter[str] = Counter()
-        for message, partition, key, event in items:
+        applied = 0
+        for item in items:
+            message, partition, key, event = item.message, item.partition, item.key, item.event
+            if partition not in owned:
+                forward.append(item)
+                continue
+            applied += 1
             state = changed[partition].get(key)
             if state is None:
                 raw = self.states.get(partition, key)
@@ -263,7 +285,7 @@ class Pipeline:
                    for partition, states in changed.items()}
         for partition, values in encoded.items():
             self.states.write_local(partition, dict(values))
-        # -- from here on the event loop may run other agents: the table is consistent --
+        # -- the table is consistent; the lock keeps other writers out until the records are queued --
         producer = self.app.producer
         futures: list[asyncio.Future[Any]] = []
         for message, stage, error, reason in failures:
@@ -280,15 +302,20 @@ class Pipeline:
             for key, state in states.items():
                 futures.append(await producer.send(self.state_topic, key, self.state_serde.encode(state), partition,
                                                    None, []))
+        for item in forward:
+            futures.append(await producer.send(self.state_input_topic, item.key, item.value, item.partition, None,
+                                               item.headers))
         for outcome, count in transitions.items():
             self.metrics.transitions.labels(outcome).inc(count)
-        self.processed["events"] += len(items)
-        self.metrics.applied.inc(len(items))
+        if forward:
+            self.metrics.forwarded.inc(len(forward))
+        self.processed["events"] += applied
+        self.metrics.applied.inc(applied)
         return futures
 
     # Dedup TTL -----------------------------------------------------------------------------
 
-    async def sweep_dedup(self, *, active: set[int] | None = None, chunk: int = 5000) -> int:
+    async def sweep_dedup(self, *, active: AbstractSet[int] | None = None, chunk: int = 5000) -> int:
         """Delete dedup entries older than the TTL in event time; returns how many.
 
         Only `active` partitions are swept: a standby copy is kept in step by its owner's tombstones.

@@ -1,0 +1,258 @@
+"""The stages against in-memory stand-ins: who may touch a state partition, and in what order.
+
+These pin two takeover rules that a real two-worker run only hits by timing:
+- nothing reads or writes a payment's state while the worker's tables are not restored
+  (a rebalance is under way): the event goes to the state-input topic for later;
+- two agents applying to one payment queue their changelog records in the order of their
+  local writes, so recovery (last record per key wins) rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from paystream.dev.scenarios import Delivery, scenario, stripe_refund
+from schemas.records import PaymentState, WebhookEnvelope
+from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
+from schemas.topics import partition_for
+from streams.dlq import DeadLetters
+from streams.metrics import WorkerMetrics
+from streams.normalize import normalize
+from streams.partitioned import PartitionedTable
+from streams.pipeline import Pipeline
+
+PARTITIONS = 4
+RAW, EVENTS, STATE, STATE_INPUT, DLQ = "raw", "events", "state", "state-input", "dlq"
+CHANGELOG = "payment-state-changelog"
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Producer:
+    """Appends to per-topic logs; `hold(topic)` makes the next send to that topic wait for `release()`."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[Message]] = defaultdict(list)
+        self._held: set[str] = set()
+        self._gate = asyncio.Event()
+
+    def hold(self, topic: str) -> None:
+        self._held.add(topic)
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._held.clear()
+        self._gate.set()
+
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None, timestamp: Any,
+                   headers: Any) -> asyncio.Future[Any]:
+        if topic in self._held:
+            self._held.discard(topic)
+            await self._gate.wait()
+        log = self.logs[topic]
+        log.append(Message(topic, partition or 0, len(log), key, value or b"", list(headers or [])))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+class MemoryTable:
+    """The PartitionedTable surface the pipeline uses, in memory; changelog records go through the producer."""
+
+    def __init__(self, producer: Producer, owner: Ownership, changelog: str) -> None:
+        self.changelog = changelog
+        self.data: dict[int, dict[bytes, bytes]] = defaultdict(dict)
+        self.lock = asyncio.Lock()
+        self._producer = producer
+        self._owner = owner
+
+    def owned_partitions(self) -> frozenset[int]:
+        return self._owner.owned()
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self.data[partition].get(key)
+
+    def write_local(self, partition: int, items: dict[bytes, bytes | None]) -> None:
+        for key, value in items.items():
+            if value is None:
+                self.data[partition].pop(key, None)
+            else:
+                self.data[partition][key] = value
+
+    async def send_changelog(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
+        send = self._producer.send
+        return [await send(self.changelog, key, value, partition, None, None) for key, value in items.items()]
+
+    def partitions(self) -> list[int]:
+        return sorted(self.data)
+
+    def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        yield from list(self.data[partition].items())
+
+
+@dataclass
+class Ownership:
+    """What Faust would say: are the tables restored, and which partitions are ours."""
+
+    ready: bool = True
+    actives: frozenset[int] = frozenset(range(PARTITIONS))
+
+    def owned(self) -> frozenset[int]:
+        return self.actives if self.ready else frozenset()
+
+
+@dataclass
+class Harness:
+    pipeline: Pipeline
+    producer: Producer
+    states: MemoryTable
+    ownership: Ownership
+    offsets: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def raw(self, delivery: Delivery) -> Message:
+        envelope = WebhookEnvelope(envelope_id=f"env-{delivery.event_id}", provider=delivery.provider,
+                                   source=delivery.provider, provider_event_id=delivery.event_id,
+                                   event_type=delivery.event_type, received_at=datetime.now(UTC),
+                                   verified_by="test", body=delivery.body, content_type="application/json")
+        key = envelope.key.encode()
+        return self._message(RAW, partition_for(key, PARTITIONS), key, envelope_serde().encode(envelope))
+
+    def state_input(self, delivery: Delivery) -> Message:
+        event = normalize(self._envelope(delivery))
+        key = event.payment_key.encode()
+        return self._message(STATE_INPUT, partition_for(key, PARTITIONS), key, payment_event_serde().encode(event),
+                             [("paystream.source", b"1:7")])
+
+    def state(self, payment_key: str) -> PaymentState | None:
+        key = payment_key.encode()
+        raw = self.states.get(partition_for(key, PARTITIONS), key)
+        return payment_state_serde().decode(raw) if raw else None
+
+    def changelog_state(self, payment_key: str) -> PaymentState | None:
+        """What recovery would rebuild: the last changelog record of the key."""
+        records = [m for m in self.producer.logs[CHANGELOG] if m.key == payment_key.encode()]
+        return payment_state_serde().decode(records[-1].value) if records else None
+
+    def _envelope(self, delivery: Delivery) -> WebhookEnvelope:
+        return WebhookEnvelope(envelope_id=f"env-{delivery.event_id}", provider=delivery.provider,
+                               source=delivery.provider, provider_event_id=delivery.event_id,
+                               event_type=delivery.event_type, received_at=datetime.now(UTC),
+                               verified_by="test", body=delivery.body, content_type="application/json")
+
+    def _message(self, topic: str, partition: int, key: bytes, value: bytes,
+                 headers: list[tuple[str, bytes]] | None = None) -> Message:
+        offset = self.offsets[f"{topic}:{partition}"]
+        self.offsets[f"{topic}:{partition}"] += 1
+        return Message(topic, partition, offset, key, value, headers or [])
+
+
+def make_harness() -> Harness:
+    producer, ownership = Producer(), Ownership()
+    app = type("App", (), {"producer": producer})()
+    states = MemoryTable(producer, ownership, CHANGELOG)
+    metrics = WorkerMetrics(CollectorRegistry())
+    pipeline = Pipeline(app, events_topic=EVENTS, state_topic=STATE, state_input_topic=STATE_INPUT,
+                        dedup=MemoryTable(producer, ownership, "dedup-changelog"), states=states,  # type: ignore[arg-type]
+                        dead_letters=DeadLetters(app, DLQ, metrics=metrics), metrics=metrics,
+                        envelope_serde=envelope_serde(), event_serde=payment_event_serde(),
+                        state_serde=payment_state_serde(), dedup_ttl_s=3600, partitions=PARTITIONS)
+    return Harness(pipeline, producer, states, ownership)
+
+
+def card_payment() -> list[Delivery]:
+    return list(scenario("checkout", "stripe", start=datetime(2026, 11, 1, tzinfo=UTC), amount=5000, currency="USD"))
+
+
+def refund_of(payment: Delivery, refund_id: str, amount: int) -> Delivery:
+    return stripe_refund("refund.created", refund_id, payment.payment_id, "ch_x", amount=amount, currency="USD",
+                         created=int(datetime(2026, 11, 20, tzinfo=UTC).timestamp()))
+
+
+async def test_an_event_for_a_table_that_is_not_restored_goes_to_the_state_input_topic_untouched() -> None:
+    h = make_harness()
+    deliveries = card_payment()
+    h.ownership.ready = False  # a rebalance is under way
+    await h.pipeline.process_raw([h.raw(d) for d in deliveries])
+    payment_key = f"stripe:{deliveries[0].payment_id}"
+    assert h.state(payment_key) is None
+    assert len(h.producer.logs[EVENTS]) == len(deliveries)
+    assert len(h.producer.logs[STATE_INPUT]) == len(deliveries)
+    assert not h.producer.logs[STATE] and not h.producer.logs[CHANGELOG]
+
+    forwarded = list(h.producer.logs[STATE_INPUT])
+    h.producer.logs[STATE_INPUT].clear()
+    await h.pipeline.process_state_input(forwarded)  # reached us again, still not ready: sent on again
+    assert [(m.key, m.value, m.headers) for m in h.producer.logs[STATE_INPUT]] == \
+        [(m.key, m.value, m.headers) for m in forwarded]
+    assert h.state(payment_key) is None
+
+    h.ownership.ready = True  # recovery done: the owner applies them
+    await h.pipeline.process_state_input(list(h.producer.logs[STATE_INPUT]))
+    state = h.state(payment_key)
+    assert state is not None and state.status == "succeeded" and state.version == len(deliveries)
+    assert h.changelog_state(payment_key) == state
+
+
+async def test_an_event_for_a_partition_another_worker_owns_is_routed_to_it() -> None:
+    h = make_harness()
+    deliveries = card_payment()
+    payment_key = f"stripe:{deliveries[0].payment_id}"
+    partition = partition_for(payment_key.encode(), PARTITIONS)
+    h.ownership.actives = frozenset(range(PARTITIONS)) - {partition}
+    await h.pipeline.process_raw([h.raw(d) for d in deliveries])
+    assert h.state(payment_key) is None
+    assert {m.partition for m in h.producer.logs[STATE_INPUT]} == {partition}
+    h.ownership.actives = frozenset({partition})
+    await h.pipeline.process_raw([h.raw(d) for d in deliveries])  # retries: duplicates, nothing applied
+    assert h.state(payment_key) is None
+
+
+async def test_two_stages_applying_to_one_payment_keep_changelog_order_equal_to_local_order() -> None:
+    h = make_harness()
+    deliveries = card_payment()
+    payment = deliveries[0]
+    payment_key = f"stripe:{payment.payment_id}"
+    await h.pipeline.process_state_input([h.state_input(d) for d in deliveries])
+
+    h.producer.hold(CHANGELOG)  # the first stage's changelog send waits (a full producer batch, say)
+    first = asyncio.create_task(h.pipeline.process_state_input([h.state_input(refund_of(payment, "re_1", 1000))]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(h.pipeline.process_raw([h.raw(refund_of(payment, "re_2", 1500))]))
+    await asyncio.sleep(0.05)
+    h.producer.release()
+    await asyncio.gather(first, second)
+
+    local = h.state(payment_key)
+    assert local is not None and local.refunded_minor == 2500 and local.status == "partially_refunded"
+    assert h.changelog_state(payment_key) == local, "recovery would rebuild an older state than the local one"
+
+
+def test_a_table_owns_nothing_until_faust_says_the_actives_are_restored() -> None:
+    from faust.types import TP
+
+    class Assignor:
+        def assigned_actives(self) -> set[TP]:
+            return {TP(CHANGELOG, 1), TP(CHANGELOG, 3), TP("some-other-topic", 2)}
+
+    tables = type("Tables", (), {"actives_ready": False})()
+    app = type("App", (), {"tables": tables, "assignor": Assignor()})()
+    changelog = type("Changelog", (), {"get_topic_name": lambda self: CHANGELOG})()
+    table = PartitionedTable(app, type("Table", (), {"changelog_topic": changelog})())
+    assert table.owned_partitions() == frozenset()
+    tables.actives_ready = True
+    assert table.owned_partitions() == frozenset({1, 3})
