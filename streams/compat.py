@@ -10,9 +10,11 @@ applied to Faust's worker consumer, which keeps Faust's hard-coded 1500 ms: with
 100 ms wait, the kill -9 takeover and restart tests (tests/streams/test_recovery.py,
 tests/streams/reconcile/test_restart.py) failed about one run in four under the full
 suite (states missing follow-up events after a takeover with 0 standbys; windows held
-until the idle horizon after a restart). The takeover failure has since been seen once
-with 1500 ms too, so the wait only changes the odds of a race that is not found yet;
-the worker keeps Faust's default until it is.
+until the idle horizon after a restart). The takeover failure was also seen once with
+1500 ms. Two hazards that give exactly that symptom are now closed in `partitioned.py`
+(no state access before Faust has restored the tables; changelog records queued in the
+order of the local writes), but the failure was never reproduced in isolation, so the
+worker keeps Faust's default until a run of full suites shows the short wait is safe.
 
 Quirk 4: the embedded broker forgets everything on restart; local RocksDB tables
 built against an earlier incarnation would make Faust crash ("persisted offset

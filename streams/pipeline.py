@@ -309,6 +309,9 @@ class Pipeline:
             self.metrics.transitions.labels(outcome).inc(count)
         if forward:
             self.metrics.forwarded.inc(len(forward))
+            if not owned:
+                log.info("state table not restored (rebalance under way); events sent to the state-input topic",
+                         extra={"events": len(forward)})
         self.processed["events"] += applied
         self.metrics.applied.inc(applied)
         return futures
