@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import coerce_node_id
 
 from paystream.broker import EmbeddedBroker, fetch_cluster_id
 from schemas.topics import TopicCatalog, ensure_topics
@@ -45,14 +46,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under pytest-xdist (`make test` runs two), keep tests that share a machine-wide resource on one worker.
 
     PostgreSQL tests share the local cluster, and two of them stop it; the PayPal certificate
-    tests bind port 443 on loopback.
+    tests bind port 443 on loopback. xdist's scheduler groups by a `@<group>` suffix on the node
+    id, which pytest-xdist 3.8 writes to `item._nodeid`; pytest 9 derives the id from `item._id`
+    instead, so `xdist_group` marks alone group nothing (measured: a PostgreSQL test failed to
+    connect while another worker had stopped the cluster). The suffix is set here directly.
     """
     for item in items:
         uses_postgres = {"postgres_url", "db_factory", "sink_backend"} & set(getattr(item, "fixturenames", ()))
+        group = None
         if item.get_closest_marker("postgres") is not None or uses_postgres:
-            item.add_marker(pytest.mark.xdist_group("postgres"))
+            group = "postgres"
         elif "tests/security/test_paypal_certs.py" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("port-443"))
+            group = "port-443"
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+            if getattr(config.option, "loadgroup", False) and "@" not in item.nodeid.rpartition("]")[2]:
+                item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 @dataclass
