@@ -6,11 +6,14 @@ FastAPI's dependency solving and router, and Response objects — more than the
 verification itself. Webhooks are the hot path, so this layer recognises the
 three webhook paths and calls the very same handlers directly; everything else
 (health, metrics, docs) goes through FastAPI untouched. An unexpected error
-becomes a logged 500, as Starlette's ServerErrorMiddleware would make it.
+becomes a logged 500, as Starlette's ServerErrorMiddleware would make it. A
+request that uvicorn cancels when its graceful-shutdown timeout ends (seen with a
+body that had not arrived) gets a retryable 503, not uvicorn's 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -49,6 +52,10 @@ class WebhookFastPath:
                 reply = await handle_paypal(request, self.ctx)
             else:
                 reply = await handle_standard(source, request, self.ctx)
+        except asyncio.CancelledError:
+            log.warning("webhook request cancelled by shutdown; answered 503", extra={"path": path})
+            await Reply(503, {"error": "shutting_down", "message": "the ingress is stopping; retry"}).send(send)
+            raise
         except Exception:
             log.exception("unexpected error handling a webhook", extra={"path": path})
             reply = Reply(500, {"error": "internal_error", "message": "unexpected error; retry later"})

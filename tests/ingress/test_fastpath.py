@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,29 @@ async def test_unexpected_errors_become_a_logged_500(tmp_path: Path, caplog: pyt
     assert health.status_code == 200
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
     assert publisher.records == []
+
+
+async def test_a_request_cancelled_by_shutdown_gets_a_retryable_503(tmp_path: Path) -> None:
+    """uvicorn cancels requests still running when its graceful-shutdown timeout ends; a body that
+    never arrived must not turn into uvicorn's 500 (providers and our fault suite treat 503 as retry)."""
+    app, publisher = app_and_publisher(tmp_path)
+    scope = {"type": "http", "method": "POST", "path": "/webhooks/stripe", "headers": [
+        (b"content-type", b"application/json"), (b"stripe-signature", b"t=1,v1=00")], "query_string": b""}
+    never = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await never.wait()  # the body never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    task = asyncio.create_task(app(scope, receive, send))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 503
+    assert b"shutting_down" in sent[1]["body"]
+    assert not publisher.records
