@@ -124,9 +124,9 @@ class Pipeline:
     async def process_raw(self, messages: Sequence[Any]) -> None:
         """Dedup + normalize a batch of raw records; apply payment state here when we own the payment.
 
-        Our topics are co-partitioned by Faust's assignor, so with one worker every payment is
-        applied to the local state table at once; any other goes to the internal state-input
-        topic for its owner (`process_state_input`).
+        Our topics are co-partitioned by Faust's assignor, so a payment whose partition this worker
+        owns (and has restored) is applied to the local state table at once; any other goes to the
+        internal state-input topic for its owner (`process_state_input`).
         """
         started = time.perf_counter()
         producer = self.app.producer
@@ -246,13 +246,11 @@ class Pipeline:
         failures: list[tuple[Any, str, BaseException, str | None]] = []
         forward: list[StateInput] = []
         transitions: Counter[str] = Counter()
-        applied = 0
         for item in items:
             message, partition, key, event = item.message, item.partition, item.key, item.event
             if partition not in owned:
                 forward.append(item)
                 continue
-            applied += 1
             state = changed[partition].get(key)
             if state is None:
                 raw = self.states.get(partition, key)
@@ -312,6 +310,7 @@ class Pipeline:
             if not owned:
                 log.info("state table not restored (rebalance under way); events sent to the state-input topic",
                          extra={"events": len(forward)})
+        applied = len(items) - len(forward)
         self.processed["events"] += applied
         self.metrics.applied.inc(applied)
         return futures

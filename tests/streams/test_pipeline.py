@@ -27,20 +27,11 @@ from streams.metrics import WorkerMetrics
 from streams.normalize import normalize
 from streams.partitioned import PartitionedTable
 from streams.pipeline import Pipeline
+from tests.streams.reconcile.support import Message
 
 PARTITIONS = 4
 RAW, EVENTS, STATE, STATE_INPUT, DLQ = "raw", "events", "state", "state-input", "dlq"
 CHANGELOG = "payment-state-changelog"
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class Producer:
@@ -125,10 +116,7 @@ class Harness:
     offsets: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def raw(self, delivery: Delivery) -> Message:
-        envelope = WebhookEnvelope(envelope_id=f"env-{delivery.event_id}", provider=delivery.provider,
-                                   source=delivery.provider, provider_event_id=delivery.event_id,
-                                   event_type=delivery.event_type, received_at=datetime.now(UTC),
-                                   verified_by="test", body=delivery.body, content_type="application/json")
+        envelope = self._envelope(delivery)
         key = envelope.key.encode()
         return self._message(RAW, partition_for(key, PARTITIONS), key, envelope_serde().encode(envelope))
 
