@@ -19,6 +19,7 @@ __all__ = [
     "AmountMismatch",
     "HistoryEntry",
     "LedgerEntry",
+    "MoneyPart",
     "PaymentEvent",
     "PaymentState",
     "ReconciliationWindow",
@@ -64,6 +65,28 @@ class WebhookEnvelope(Record):
         return f"{self.provider}:{self.provider_event_id}"
 
 
+@dataclass(slots=True, frozen=True)
+class MoneyPart:
+    """One refund, dispute, capture or authorization as one event states it.
+
+    Statuses are canonical per kind: refund pending|succeeded|failed|canceled,
+    dispute open|won|lost, capture pending|succeeded|failed, authorization
+    open|captured|voided. `id` is empty when the provider gives the part none.
+    """
+
+    kind: str
+    id: str
+    amount_minor: int
+    status: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.id, "amount_minor": self.amount_minor, "status": self.status}
+
+
+def _parts(data: list[Any]) -> list[MoneyPart]:
+    return [p if isinstance(p, MoneyPart) else MoneyPart(**p) for p in data]
+
+
 @dataclass(slots=True, kw_only=True)
 class PaymentEvent(Record):
     AVRO_NAME: ClassVar[str] = "payment_event"
@@ -82,6 +105,7 @@ class PaymentEvent(Record):
     provider_status: str | None = None
     related_ids: dict[str, str] = field(default_factory=dict)
     refunded_total_minor: int | None = None
+    parts: list[MoneyPart] = field(default_factory=list)
     livemode: bool | None = None
     traceparent: str | None = None
 
@@ -89,18 +113,46 @@ class PaymentEvent(Record):
     def payment_key(self) -> str:
         return f"{self.provider}:{self.payment_id}"
 
+    def to_avro(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["parts"] = [p.to_avro() for p in self.parts]
+        return data
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> Self:
+        values = dict(data)
+        values["parts"] = _parts(data.get("parts", []))
+        return cls(**values)
+
 
 @dataclass(slots=True, kw_only=True)
 class HistoryEntry:
-    """One applied event in a payment's history."""
+    """One applied event's facts: everything the payment fold (`streams/fold.py`) reads."""
 
     event_key: str
     event_type: str
     kind: str
     occurred_at: datetime
-    moved_status: bool
+    moved_status: bool = False
     status: str | None = None
     amount_minor: int | None = None
+    received_at: datetime | None = None
+    currency: str | None = None
+    provider_status: str | None = None
+    related_ids: dict[str, str] = field(default_factory=dict)
+    refunded_total_minor: int | None = None
+    parts: list[MoneyPart] = field(default_factory=list)
+
+    def to_avro(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["parts"] = [p.to_avro() for p in self.parts]
+        return data
+
+    @classmethod
+    def from_avro(cls, data: dict[str, Any]) -> HistoryEntry:
+        values = dict(data)
+        values["parts"] = _parts(data.get("parts", []))
+        return cls(**values)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -119,6 +171,13 @@ class PaymentState(Record):
     captured_minor: int = 0
     refunded_minor: int = 0
     disputed_minor: int = 0
+    authorized_minor: int = 0
+    refund_pending_minor: int = 0
+    dispute_status: str | None = None
+    dispute_count: int = 0
+    refund_states: dict[str, str] = field(default_factory=dict)
+    disputes: dict[str, int] = field(default_factory=dict)
+    dispute_states: dict[str, str] = field(default_factory=dict)
     currency: str | None = None
     flags: list[str] = field(default_factory=list)
     refunds: dict[str, int] = field(default_factory=dict)
@@ -132,13 +191,13 @@ class PaymentState(Record):
 
     def to_avro(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["history"] = [{f.name: getattr(h, f.name) for f in fields(h)} for h in self.history]
+        data["history"] = [h.to_avro() for h in self.history]
         return data
 
     @classmethod
     def from_avro(cls, data: dict[str, Any]) -> Self:
         values = dict(data)
-        values["history"] = [HistoryEntry(**h) for h in data.get("history", [])]
+        values["history"] = [HistoryEntry.from_avro(h) for h in data.get("history", [])]
         return cls(**values)
 
 

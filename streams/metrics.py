@@ -26,6 +26,9 @@ class WorkerMetrics:
         self.forwarded = Counter("paystream_worker_state_forwarded",
                                  "Events sent to the state-input topic: another worker owns the payment, "
                                  "or this worker's table was not restored yet", registry=registry)
+        self.identity = Counter("paystream_worker_identity",
+                                "Payment identity: events held for an unknown parent, resolved, aliases linked, "
+                                "conflicting links", ["outcome"], registry=registry)
         self.dedup_keys = Gauge("paystream_worker_dedup_keys", "Estimated keys in the local dedup table",
                                 registry=registry)
         self.dedup_expired = Counter("paystream_worker_dedup_expired", "Dedup entries removed by the TTL sweep",

@@ -1,133 +1,91 @@
 """The payment state machine: one canonical state per payment from out-of-order, duplicated events.
 
-Pure and deterministic, so a replayed event always yields the same state:
-- an event is applied at most once per payment (recognised by its event key);
-- status follows provider time, with the status rank as tie-breaker; an event
-  that is older than the current status changes amounts but never the status
-  (it is recorded in `ignored_events`, and the state is flagged `out_of_order_seen`);
-- refunds accumulate per refund id (a cumulative total from the provider counts
-  too), and the refund status is derived from the totals, so a late partial
-  refund that completes the total still makes the payment `refunded`;
-- events of kind `other` change nothing.
+A payment's state is `streams.fold.fold` over the facts of every event applied to it,
+kept in `history` in provider-time order. So it is pure, deterministic and
+order-insensitive: the same events in any order, or replayed, give the same state.
+An event is applied at most once per payment (recognised by its event key); events
+of kind `other` change nothing. See `streams/fold.py` for the money rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from schemas.lifecycle import STATUS_RANK, Kind, Status
+from schemas.lifecycle import Kind
 from schemas.records import HistoryEntry, PaymentEvent, PaymentState
+from streams.fold import (
+    FLAG_CONFLICTING_AMOUNTS,
+    FLAG_CONFLICTING_CURRENCY,
+    FLAG_OUT_OF_ORDER,
+    entry_of,
+    fold,
+)
+from streams.identity import identify, payment_keys, resolved
 
-__all__ = ["FLAG_CONFLICTING_AMOUNTS", "FLAG_CONFLICTING_CURRENCY", "FLAG_OUT_OF_ORDER", "apply_event"]
-
-FLAG_OUT_OF_ORDER = "out_of_order_seen"
-FLAG_CONFLICTING_AMOUNTS = "conflicting_amounts"
-FLAG_CONFLICTING_CURRENCY = "conflicting_currency"
-
-_REFUND_STATUSES = {Status.PARTIALLY_REFUNDED.value, Status.REFUNDED.value}
-_REFUNDABLE = {Status.SUCCEEDED.value, Status.PARTIALLY_REFUNDED.value}
-_PAYMENT_KINDS = {Kind.PAYMENT.value, Kind.AUTHORIZATION.value}
-
-
-def _rank(status: str) -> int:
-    try:
-        return STATUS_RANK[Status(status)]
-    except ValueError:
-        return -1
-
-
-def _applies(state: PaymentState | None, event: PaymentEvent) -> bool:
-    if event.kind == Kind.OTHER.value:
-        return False
-    return state is None or all(entry.event_key != event.event_key for entry in state.history)
+__all__ = ["FLAG_CONFLICTING_AMOUNTS", "FLAG_CONFLICTING_CURRENCY", "FLAG_OUT_OF_ORDER", "apply_event",
+           "fold_all", "state_of"]
 
 
 def apply_event(state: PaymentState | None, event: PaymentEvent) -> PaymentState | None:
     """The state after `event`, or None when the event changes nothing (kind other, or a replay)."""
-    if not _applies(state, event):
+    if event.kind == Kind.OTHER.value:
         return None
-    if state is None:
-        state = PaymentState(
-            payment_id=event.payment_id, provider=event.provider, status=Status.CREATED.value,
-            created_at=event.occurred_at, updated_at=event.occurred_at, status_at=event.occurred_at,
-            last_event_key=event.event_key, version=0, currency=event.currency,
-        )
-        fresh = True
-    else:
-        fresh = False
-    flags = set(state.flags)
-    currency = state.currency
-    if event.currency is not None:
-        if currency is None:
-            currency = event.currency
-        elif currency != event.currency:
-            flags.add(FLAG_CONFLICTING_CURRENCY)
+    if state is not None and any(entry.event_key == event.event_key for entry in state.history):
+        return None
+    history = [entry_of(event)] if state is None else [*state.history, entry_of(event)]
+    return state_of(event.provider, event.payment_id, history, traceparent=event.traceparent)
 
-    amount, captured = state.amount_minor, state.captured_minor
-    refunds, refunded, disputed = dict(state.refunds), state.refunded_minor, state.disputed_minor
-    if event.amount_minor is not None and event.status is not None:
-        if event.kind in _PAYMENT_KINDS:
-            if amount is not None and amount != event.amount_minor and event.status != Status.SUCCEEDED.value:
-                flags.add(FLAG_CONFLICTING_AMOUNTS)
-            if amount is None or _later(event, state):
-                amount = event.amount_minor
-            if event.status == Status.SUCCEEDED.value:
-                captured = max(captured, event.amount_minor)
-                if amount is None:
-                    amount = event.amount_minor
-        elif event.kind == Kind.REFUND.value:
-            refund_id = event.related_ids.get("refund")
-            if refund_id is not None:
-                refunds[refund_id] = event.amount_minor
-            refunded = max(refunded, sum(refunds.values()), event.refunded_total_minor or 0)
-        elif event.kind == Kind.DISPUTE.value:
-            disputed = event.amount_minor
 
-    candidate = event.status
-    if event.kind == Kind.REFUND.value and candidate in _REFUND_STATUSES:
-        base = captured or amount or 0
-        candidate = Status.REFUNDED.value if candidate == Status.REFUNDED.value or (base and refunded >= base) \
-            else Status.PARTIALLY_REFUNDED.value
-
-    status, status_at = state.status, state.status_at
-    moved = False
-    ignored = list(state.ignored_events)
-    if candidate is not None:
-        if fresh or (event.occurred_at, _rank(candidate)) > (status_at, _rank(status)):
-            status, status_at, moved = candidate, event.occurred_at, True
-        else:
-            ignored.append(event.event_key)
-            flags.add(FLAG_OUT_OF_ORDER)
-    # totals can complete a refund even when the event that completes them arrived late
-    base = captured or amount or 0
-    if status in _REFUNDABLE and refunded > 0 and base:
-        derived = Status.REFUNDED.value if refunded >= base else Status.PARTIALLY_REFUNDED.value
-        if _rank(derived) > _rank(status):
-            status, status_at = derived, max(status_at, event.occurred_at)
-
-    entry = HistoryEntry(event_key=event.event_key, event_type=event.event_type, kind=event.kind,
-                         status=event.status, amount_minor=event.amount_minor, occurred_at=event.occurred_at,
-                         moved_status=moved)
-    return replace(
-        state,
-        status=status,
-        status_at=status_at,
-        amount_minor=amount,
-        captured_minor=captured,
-        refunded_minor=refunded,
-        disputed_minor=disputed,
-        currency=currency,
-        refunds=refunds,
-        flags=sorted(flags),
-        ignored_events=ignored,
-        created_at=min(state.created_at, event.occurred_at),
-        updated_at=max(state.updated_at, event.occurred_at),
-        last_event_key=event.event_key,
-        version=state.version + 1,
-        history=[*state.history, entry],
-        traceparent=event.traceparent,
+def state_of(provider: str, payment_id: str, history: list[HistoryEntry], *,
+             traceparent: str | None = None) -> PaymentState:
+    """The state whose applied events are `history` (any order)."""
+    money = fold(history)
+    ordered = sorted(history, key=lambda e: (e.occurred_at, e.event_key))
+    entries = [replace(entry, moved_status=entry.event_key in money.deciders) for entry in ordered]
+    return PaymentState(
+        payment_id=payment_id,
+        provider=provider,
+        status=money.status,
+        status_at=money.status_at,
+        created_at=money.first_at,
+        updated_at=money.last_at,
+        last_event_key=money.last_event_key,
+        version=len(entries),
+        amount_minor=money.amount_minor,
+        captured_minor=money.captured_minor,
+        refunded_minor=money.refunded_minor,
+        disputed_minor=money.disputed_minor,
+        authorized_minor=money.authorized_minor,
+        refund_pending_minor=money.refund_pending_minor,
+        dispute_status=money.dispute_status,
+        dispute_count=len(money.disputes),
+        refund_states=money.refund_states,
+        disputes=money.disputes,
+        dispute_states=money.dispute_states,
+        currency=money.currency,
+        refunds=money.refunds,
+        flags=money.flags,
+        ignored_events=money.ignored_events,
+        history=entries,
+        traceparent=traceparent,
     )
 
 
-def _later(event: PaymentEvent, state: PaymentState) -> bool:
-    return event.occurred_at >= state.status_at
+def fold_all(events: list[PaymentEvent]) -> dict[str, PaymentState]:
+    """Payment key → state for a whole set of events at once, identities resolved as the worker does:
+    the reference the streaming pipeline must reach (tests) and the way to rebuild states."""
+    keys = payment_keys(events)
+    grouped: dict[str, dict[str, PaymentEvent]] = {}
+    for event in events:
+        if event.kind == Kind.OTHER.value:
+            continue
+        key = keys[event.event_key]
+        keyed = event
+        if identify(event).payment is None and key != event.payment_key:
+            keyed = resolved(event, key.split(":", 1)[1])
+        grouped.setdefault(key, {}).setdefault(keyed.event_key, keyed)
+    states: dict[str, PaymentState] = {}
+    for key, by_key in grouped.items():
+        provider, payment_id = key.split(":", 1)
+        states[key] = state_of(provider, payment_id, [entry_of(e) for e in by_key.values()])
+    return states

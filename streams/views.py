@@ -19,6 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 
 from schemas.lifecycle import Provider
+from streams.identity import ALIAS_PREFIX, AliasEntry
 
 if TYPE_CHECKING:
     from streams.app import Worker
@@ -95,26 +96,33 @@ def register_views(worker: Worker) -> None:
             return self.json(body, status=200 if ready else 503)
 
     async def payment(view: View, request: Request) -> Response:
+        """A payment by its canonical id or by an alias (a Stripe charge, a PayPal capture or authorization)."""
         payment_id = request.match_info["payment_id"]
         provider = request.query.get("provider")
         providers = [provider] if provider else [p.value for p in Provider]
         for candidate in providers:
-            key = f"{candidate}:{payment_id}".encode()
-            partition = _partitioner(key, partitions, partitions)
-            owner = app.router.key_store(state_table.name, key)
-            local = str(owner).rstrip("/") == str(app.conf.canonical_url).rstrip("/")
-            if not local:
-                if request.headers.get(ROUTED_HEADER):
-                    continue
-                found = await _forward(owner, request, candidate, payment_id)
-                if found is not None:
-                    return view.json(found)
-                continue
-            raw = pipeline.states.get(partition, key)
-            if raw is not None:
-                state = pipeline.state_serde.decode(raw)
-                return view.json({"payment": state_json(state), "served_by": str(app.conf.canonical_url)})
+            found = await _lookup(view, request, candidate, payment_id)
+            if found is not None:
+                return view.json(found)
         return view.json({"error": "not_found", "message": f"no payment {payment_id!r}"}, status=404)
+
+    async def _lookup(view: View, request: Request, provider: str, payment_id: str,
+                      alias_of: str | None = None) -> dict[str, Any] | None:
+        key = f"{provider}:{payment_id}".encode()
+        partition = _partitioner(key, partitions, partitions)
+        owner = app.router.key_store(state_table.name, key)
+        if str(owner).rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
+            if request.headers.get(ROUTED_HEADER) and alias_of is None:
+                return None
+            return await _forward(owner, request, provider, payment_id)
+        raw = pipeline.states.get(partition, key)
+        if raw is not None:
+            body = {"payment": state_json(pipeline.state_serde.decode(raw)), "served_by": str(app.conf.canonical_url)}
+            return body | ({"alias": alias_of} if alias_of else {})
+        entry = AliasEntry.unpack(pipeline.states.get(partition, ALIAS_PREFIX + key))
+        if alias_of is None and entry.payment is not None and entry.payment != payment_id:
+            return await _lookup(view, request, provider, entry.payment, alias_of=payment_id)
+        return None
 
     async def dedup_stats(view: View, request: Request) -> Response:
         stats = pipeline.stats

@@ -16,9 +16,10 @@ import orjson
 from schemas.clock import EPOCH, from_epoch_s
 from schemas.exceptions import PaystreamError
 from schemas.lifecycle import Kind, Status
-from schemas.records import PaymentEvent, WebhookEnvelope
+from schemas.records import MoneyPart, PaymentEvent, WebhookEnvelope
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "Json",
     "NormalizeError",
     "build_event",
@@ -39,6 +40,8 @@ Json = dict[str, Any]
 # 9999-12-31T23:59:59Z: the last second a `datetime` can hold.
 _MAX_EPOCH_S = 253_402_300_799
 _MAX_TIME_CHARS = 64
+MAX_ID_LENGTH = 255
+"""Longest provider id accepted (Stripe's and PayPal's are well under 64 characters)."""
 
 
 class NormalizeError(PaystreamError):
@@ -173,11 +176,17 @@ def build_event(
     provider_status: str | None = None,
     related_ids: dict[str, str] | None = None,
     refunded_total_minor: int | None = None,
+    parts: list[MoneyPart] | None = None,
 ) -> PaymentEvent:
     """Assemble the record; envelope fields are copied, enums stored as their plain string values.
 
-    `event_type` is the envelope's, or the body's when the envelope left it empty.
+    `event_type` is the envelope's, or the body's when the envelope left it empty. Every id is
+    bounded (`MAX_ID_LENGTH`): a longer one is no provider's and would not fit a database key.
     """
+    related = related_ids or {}
+    for name, value in (("payment_id", payment_id), *related.items(), *((p.kind, p.id) for p in parts or ())):
+        if len(value) > MAX_ID_LENGTH:
+            raise NormalizeError("id_too_long", f"{name} is {len(value)} characters (at most {MAX_ID_LENGTH})")
     return PaymentEvent(
         event_key=f"{envelope.provider}:{envelope.provider_event_id}",
         payment_id=payment_id,
@@ -191,8 +200,9 @@ def build_event(
         amount_minor=amount_minor,
         currency=currency,
         provider_status=provider_status,
-        related_ids=related_ids or {},
+        related_ids=related,
         refunded_total_minor=refunded_total_minor,
+        parts=parts or [],
         livemode=envelope.livemode,
         traceparent=envelope.traceparent,
     )

@@ -1,24 +1,28 @@
 """PayPal event → `PaymentEvent` (mapping of providers.md 2.6-2.8).
 
-The payment is the capture (v2) or sale (v1): that is the id refunds and disputes point back
-to (`links[rel=up]`, `sale_id`, `disputed_transactions[].seller_transaction_id`).
-`occurred_at` is the resource's `update_time`, else its `create_time`, else the event's
-`create_time` (simulator events carry a stale event time; resource times are better).
+The payment is the order (Orders v2): captures and authorizations name it
+(`supplementary_data.related_ids.order_id`, `links[rel=up]`) and are keyed by it. A capture or
+authorization that names no order is its own payment, and so is a v1 sale.
+Refunds (`links[rel=up]` → capture) and disputes (`seller_transaction_id`) name only the
+capture or sale: they are keyed by it and the worker resolves it through the capture → order
+link (`streams/identity.py`). `occurred_at` is the resource's `update_time`, else its
+`create_time`, else the event's `create_time` (simulator events carry a stale event time).
+
+Money travels as parts (`MoneyPart`), folded by `streams/fold.py`: a capture part per capture
+(from capture events and an order's `payments.captures[]`), an authorization part per
+authorization (open, captured by a final capture, voided), a refund part per refund with its own
+status (`total_refunded_amount`, per capture, is a total), a dispute part per dispute.
 
 Decisions where the provider leaves room:
-- CHECKOUT.ORDER.APPROVED is status `created` keyed by the order id: the buyer approved, but no
-  money is held or moved yet (an authorization, if any, arrives as PAYMENT.AUTHORIZATION.CREATED),
-  so "authorized" would overstate it.
-- CHECKOUT.ORDER.COMPLETED is keyed by its first capture (so it meets that capture's own
-  events), its status taken from that capture; without captures it stays on the order id.
-- PAYMENT.CAPTURE.REFUNDED is `partially_refunded` (the state machine decides full vs partial
-  from the totals; `total_refunded_amount` is passed on); REVERSED returns the whole capture,
-  so `refunded`. A refund whose own status is CANCELLED/FAILED moves no money: status None.
-- CUSTOMER.DISPUTE.RESOLVED with outcome NONE or an outcome code not listed gets status None.
+- CHECKOUT.ORDER.APPROVED is status `created`: the buyer approved, but no money is held or
+  moved yet, so "authorized" would overstate it.
+- CHECKOUT.ORDER.COMPLETED with intent AUTHORIZE and only `authorizations[]` is `authorized`
+  (kind authorization), never `succeeded`: no money was captured.
+- PAYMENT.CAPTURE.REVERSED returns the whole capture: a succeeded refund of its amount.
+- CUSTOMER.DISPUTE.RESOLVED with outcome NONE or an outcome code not listed states no outcome.
 - v1 refund resources (PAYMENT.SALE.REFUNDED/REVERSED) state their amount negative
   ("-0.01"): the sign is PayPal's convention there and is dropped. A v1 reversal that names
   no sale (PayPal's own simulator sample does not) has no payment to attach to: dead letter.
-- Authorizations are keyed by the authorization id (no capture exists yet).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from schemas.lifecycle import Kind, Status
-from schemas.records import PaymentEvent, WebhookEnvelope
+from schemas.records import MoneyPart, PaymentEvent, WebhookEnvelope
 from streams.normalize.base import (
     Json,
     NormalizeError,
@@ -80,6 +84,15 @@ _DISPUTE_OUTCOME: dict[str, Status] = {
     "RESOLVED_WITH_PAYOUT": Status.DISPUTE_LOST,
     "ACCEPTED": Status.DISPUTE_LOST,
 }
+_CAPTURE_PART = {"COMPLETED": "succeeded", "PENDING": "pending", "DECLINED": "failed", "DENIED": "failed",
+                 "FAILED": "failed", "REFUNDED": "succeeded", "PARTIALLY_REFUNDED": "succeeded",
+                 "completed": "succeeded", "pending": "pending", "denied": "failed", "refunded": "succeeded",
+                 "partially_refunded": "succeeded"}
+_REFUND_PART = {"COMPLETED": "succeeded", "PENDING": "pending", "FAILED": "failed", "CANCELLED": "canceled",
+                "completed": "succeeded", "pending": "pending", "failed": "failed", "cancelled": "canceled"}
+_AUTHORIZATION_PART = {"CREATED": "open", "PENDING": "open", "PARTIALLY_CAPTURED": "open", "CAPTURED": "captured",
+                       "VOIDED": "voided", "EXPIRED": "voided", "DENIED": "voided", "authorized": "open",
+                       "captured": "captured", "voided": "voided", "expired": "voided"}
 _AUTHORIZATION_STATUS: dict[str, Status] = {
     "PAYMENT.AUTHORIZATION.CREATED": Status.AUTHORIZED,
     "PAYMENT.AUTHORIZATION.VOIDED": Status.CANCELED,
@@ -135,17 +148,23 @@ def _capture(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) ->
     amount, currency = _money(res, "amount")
     order = _supplementary(res, "order_id") or _link_id(res, _ORDER_PATH)
     authorization = _supplementary(res, "authorization_id") or _link_id(res, _AUTHORIZATION_PATH)
+    status = _CAPTURE_STATUS[etype]
+    parts = [MoneyPart("capture", capture, amount, _CAPTURE_PART.get(_own_status(res) or "", {
+        Status.SUCCEEDED: "succeeded", Status.PROCESSING: "pending"}.get(status, "failed")))]
+    if authorization is not None and res.get("final_capture") is True and status is Status.SUCCEEDED:
+        parts.append(MoneyPart("authorization", authorization, amount, "captured"))
     return build_event(
         env,
         event_type=etype,
-        payment_id=capture,
+        payment_id=order or capture,
         kind=Kind.PAYMENT,
         occurred_at=occurred,
-        status=_CAPTURE_STATUS[etype],
+        status=status,
         amount_minor=amount,
         currency=currency,
         provider_status=_own_status(res),
         related_ids=_related(order=order, authorization=authorization, capture=capture),
+        parts=parts,
     )
 
 
@@ -166,6 +185,7 @@ def _refund(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) -> 
             detail = f"total_refunded_amount in {total_currency}, refund in {currency}"
             raise NormalizeError("currency_mismatch", detail)
     own = _own_status(res)
+    part_status = _REFUND_PART.get(own or "", "succeeded")
     return build_event(
         env,
         event_type=etype,
@@ -178,6 +198,7 @@ def _refund(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) -> 
         provider_status=own,
         related_ids=_related(**{"sale" if v1 else "capture": parent}, refund=refund),
         refunded_total_minor=total,
+        parts=[MoneyPart("refund", refund, amount, part_status)],
     )
 
 
@@ -191,6 +212,9 @@ def _dispute(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) ->
     status: Status | None = Status.DISPUTED
     if etype == "CUSTOMER.DISPUTE.RESOLVED":
         status = _DISPUTE_OUTCOME.get(str_at(obj_at(res, "dispute_outcome"), "outcome_code") or "")
+    dispute = str_at(res, "dispute_id")
+    outcome = {Status.DISPUTED: "open", Status.DISPUTE_WON: "won", Status.DISPUTE_LOST: "lost"}.get(status) \
+        if status is not None else None
     return build_event(
         env,
         event_type=etype,
@@ -201,7 +225,8 @@ def _dispute(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) ->
         amount_minor=amount,
         currency=currency,
         provider_status=_own_status(res),
-        related_ids=_related(dispute=str_at(res, "dispute_id")),
+        related_ids=_related(dispute=dispute),
+        parts=[MoneyPart("dispute", dispute or "", amount, outcome)] if outcome is not None else [],
     )
 
 
@@ -209,17 +234,20 @@ def _authorization(env: WebhookEnvelope, etype: str, res: Json, occurred: dateti
     authorization = _required_id(res)
     amount, currency = _money(res, "amount")
     order = _supplementary(res, "order_id") or _link_id(res, _ORDER_PATH)
+    status = _AUTHORIZATION_STATUS[etype]
+    part = _AUTHORIZATION_PART.get(_own_status(res) or "", "voided" if status is Status.CANCELED else "open")
     return build_event(
         env,
         event_type=etype,
-        payment_id=authorization,
+        payment_id=order or authorization,
         kind=Kind.AUTHORIZATION,
         occurred_at=occurred,
-        status=_AUTHORIZATION_STATUS[etype],
+        status=status,
         amount_minor=amount,
         currency=currency,
         provider_status=_own_status(res),
         related_ids=_related(order=order, authorization=authorization),
+        parts=[MoneyPart("authorization", authorization, amount, part)],
     )
 
 
@@ -239,32 +267,46 @@ def _order_total(order: Json) -> tuple[int, str]:
     return total, currency
 
 
-def _first_payment(order: Json, key: str) -> Json | None:
-    """First `purchase_units[].payments.<key>[]` entry that has an id."""
+def _payments(order: Json, key: str) -> list[Json]:
+    """Every `purchase_units[].payments.<key>[]` entry that has an id."""
+    found: list[Json] = []
     for unit in list_at(order, "purchase_units"):
         for entry in list_at(obj_at(unit if isinstance(unit, dict) else None, "payments"), key):
             if isinstance(entry, dict) and str_at(entry, "id"):
-                return entry
-    return None
+                found.append(entry)
+    return found
 
 
 def _order(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) -> PaymentEvent:
     order = _required_id(res)
-    capture = _first_payment(res, "captures") if etype == "CHECKOUT.ORDER.COMPLETED" else None
-    authorization = _first_payment(res, "authorizations")
-    if capture is not None:
-        payment_id = str_at(capture, "id") or order
-        amount, currency = _money(capture, "amount")
-        status = _CAPTURE_OWN_STATUS.get(str_at(capture, "status") or "", Status.SUCCEEDED)
+    completed = etype == "CHECKOUT.ORDER.COMPLETED"
+    captures = _payments(res, "captures") if completed else []
+    authorizations = _payments(res, "authorizations") if completed else []
+    amount, currency = _order_total(res)
+    parts: list[MoneyPart] = []
+    for capture in captures:
+        parts.append(MoneyPart("capture", str_at(capture, "id") or "", _money(capture, "amount")[0],
+                               _CAPTURE_PART.get(str_at(capture, "status") or "", "succeeded")))
+    for authorization in authorizations:  # an entry without its amount holds the order's
+        held = _money(authorization, "amount")[0] if obj_at(authorization, "amount") is not None else amount
+        parts.append(MoneyPart("authorization", str_at(authorization, "id") or "", held,
+                               _AUTHORIZATION_PART.get(str_at(authorization, "status") or "", "open")))
+    kind = Kind.PAYMENT
+    if captures:
+        states = {p.status for p in parts if p.kind == "capture"}
+        status = Status.SUCCEEDED if "succeeded" in states else Status.PROCESSING if "pending" in states \
+            else Status.FAILED
+    elif authorizations or (completed and str_at(res, "intent") == "AUTHORIZE"):
+        kind, status = Kind.AUTHORIZATION, Status.AUTHORIZED
     else:
-        payment_id = order
-        amount, currency = _order_total(res)
-        status = Status.SUCCEEDED if etype == "CHECKOUT.ORDER.COMPLETED" else Status.CREATED
+        status = Status.SUCCEEDED if completed else Status.CREATED
+    first_capture = captures[0] if captures else None
+    first_authorization = authorizations[0] if authorizations else None
     return build_event(
         env,
         event_type=etype,
-        payment_id=payment_id,
-        kind=Kind.PAYMENT,
+        payment_id=order,
+        kind=kind,
         occurred_at=occurred,
         status=status,
         amount_minor=amount,
@@ -272,26 +314,30 @@ def _order(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) -> P
         provider_status=_own_status(res),
         related_ids=_related(
             order=order,
-            authorization=str_at(authorization, "id"),
-            capture=str_at(capture, "id"),
+            authorization=str_at(first_authorization, "id"),
+            capture=str_at(first_capture, "id"),
         ),
+        parts=parts,
     )
 
 
 def _sale(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) -> PaymentEvent:
     sale = _required_id(res)
     amount, currency = _money(res, "amount")
+    status = _SALE_STATUS[etype]
+    part = {Status.SUCCEEDED: "succeeded", Status.PROCESSING: "pending"}.get(status, "failed")
     return build_event(
         env,
         event_type=etype,
         payment_id=sale,
         kind=Kind.PAYMENT,
         occurred_at=occurred,
-        status=_SALE_STATUS[etype],
+        status=status,
         amount_minor=amount,
         currency=currency,
         provider_status=_own_status(res),
         related_ids=_related(sale=sale),
+        parts=[MoneyPart("capture", sale, amount, part)],
     )
 
 

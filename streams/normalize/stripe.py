@@ -2,22 +2,30 @@
 
 The payment is the PaymentIntent when there is one, else the Charge (legacy charges have no
 PaymentIntent), so every event about one purchase lands on one Kafka key. Both API shapes
-parse: before 2022-11-15 a PaymentIntent lists `charges.data[]`, after it names `latest_charge`.
+parse: before 2022-11-15 a PaymentIntent lists `charges.data[]` and a Charge embeds
+`refunds.data[]`; after it a PaymentIntent names `latest_charge` and refunds come only as
+refund events.
 
-Decisions where the provider leaves room:
-- `occurred_at` is the event's `created` (when the change happened), not the object's
-  `created` (when the object was born).
-- Succeeded charges report `amount_captured` (a partial capture captures less than `amount`).
-- `charge.refunded` carries the cumulative `amount_refunded` as both amount and
-  `refunded_total_minor`; it is `refunded` once that reaches the captured amount.
-- Refund objects (`refund.*`, `charge.refund.updated`) are `partially_refunded` with the
-  refund's own amount; the state machine decides full vs partial from its totals. A refund
-  whose own status is `failed`/`canceled` (or a `refund.failed` event) moves no money and
-  gets status None; `provider_status` still says what happened.
-- Disputes: `warning_closed` and `prevented` close without funds moving, so they count as won;
-  `funds_reinstated` is won. A dispute without an `id` (the legacy hand-made fixtures) still
-  maps; it simply has no "dispute" related id.
-- Thin events (`object: "v2.core.event"`) and unmapped types become kind "other".
+Identity: an event that states its PaymentIntent, or is about a Charge (whose `payment_intent`
+says for sure whether it has one), is keyed by its canonical payment. A refund or dispute
+naming only its charge (`payment_intent: null`) cannot know: it is keyed by
+the charge and the worker resolves it through the charge → PaymentIntent link (`streams/identity.py`).
+
+Money travels as parts (`MoneyPart`), folded by `streams/fold.py`:
+- a capture part (one per payment: a PaymentIntent has at most one succeeded charge) from
+  succeeded/pending/failed charges and `payment_intent.succeeded` (`amount_received`);
+- an authorization part from uncaptured charges and `amount_capturable_updated`, voided by
+  `payment_intent.canceled` and `charge.expired`;
+- a refund part per refund object, and per entry of an old-shape `charge.refunded`'s
+  `refunds.data[]`; that event's cumulative `amount_refunded` is `refunded_total_minor`, a
+  total, never one refund's amount;
+- a dispute part per dispute: open while `needs_response`/`under_review` (and the
+  `warning_*` inquiries), won for `won`, `warning_closed`, `prevented` and
+  `funds_reinstated`, lost for `lost`.
+
+Other decisions: `occurred_at` is the event's `created` (when the change happened), not the
+object's; `status` on refund and dispute events is informational (the fold derives the
+payment's); thin events (`object: "v2.core.event"`) and unmapped types become kind "other".
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from schemas.lifecycle import Kind, Status
-from schemas.records import PaymentEvent, WebhookEnvelope
+from schemas.records import MoneyPart, PaymentEvent, WebhookEnvelope
 from streams.normalize.base import (
     Json,
     NormalizeError,
@@ -78,6 +86,10 @@ _CLOSED_DISPUTE: dict[str, Status] = {
     "lost": Status.DISPUTE_LOST,
 }
 _REFUND_NOT_COUNTED = frozenset({"failed", "canceled"})
+_REFUND_PART_STATUS = {"pending": "pending", "requires_action": "pending", "succeeded": "succeeded",
+                       "failed": "failed", "canceled": "canceled"}
+_DISPUTE_PART_STATUS = {"won": "won", "warning_closed": "won", "prevented": "won", "lost": "lost"}
+_CAPTURE = "capture"
 
 
 def _amount(obj: Json, key: str) -> int:
@@ -102,6 +114,23 @@ def _related(**ids: str | None) -> dict[str, str]:
     return {key: value for key, value in ids.items() if value}
 
 
+def _capture(amount: int, status: str) -> MoneyPart:
+    return MoneyPart(_CAPTURE, "", amount, status)
+
+
+def _authorization(amount: int, status: str) -> MoneyPart:
+    return MoneyPart("authorization", "", amount, status)
+
+
+def _refund_part(refund: Json, event_type: str = "") -> MoneyPart | None:
+    refund_id = str_at(refund, "id")
+    if refund_id is None or refund.get("amount") is None:
+        return None
+    own = str_at(refund, "status") or "succeeded"
+    status = "failed" if event_type == "refund.failed" else _REFUND_PART_STATUS.get(own, "pending")
+    return MoneyPart("refund", refund_id, check_minor(refund.get("amount")), status)
+
+
 def _payment_intent(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
     _expect_object(obj, "payment_intent")
     pi = str_at(obj, "id")
@@ -116,6 +145,11 @@ def _payment_intent(env: WebhookEnvelope, etype: str, obj: Json, occurred: datet
     charges = list_at(obj_at(obj, "charges"), "data")
     charge = ref_id(obj.get("latest_charge")) or (ref_id(charges[0]) if charges else None)
     kind = Kind.AUTHORIZATION if etype == "payment_intent.amount_capturable_updated" else Kind.PAYMENT
+    parts = {
+        "payment_intent.succeeded": [_capture(amount, "succeeded")],
+        "payment_intent.amount_capturable_updated": [_authorization(amount, "open")],
+        "payment_intent.canceled": [_authorization(amount, "voided")],
+    }.get(etype, [])
     return build_event(
         env,
         event_type=etype,
@@ -127,6 +161,7 @@ def _payment_intent(env: WebhookEnvelope, etype: str, obj: Json, occurred: datet
         currency=_currency(obj),
         provider_status=str_at(obj, "status"),
         related_ids=_related(payment_intent=pi, charge=charge),
+        parts=parts,
     )
 
 
@@ -163,7 +198,19 @@ def _charge(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> 
         currency=_currency(obj),
         provider_status=str_at(obj, "status"),
         related_ids=_related(payment_intent=pi, charge=charge),
+        parts=_charge_parts(status, amount),
     )
+
+
+def _charge_parts(status: Status | None, amount: int) -> list[MoneyPart]:
+    """What a charge snapshot says of the capture: held (authorized), taken, pending, failed or expired."""
+    return {
+        Status.SUCCEEDED: [_capture(amount, "succeeded")],
+        Status.AUTHORIZED: [_authorization(amount, "open")],
+        Status.PROCESSING: [_capture(amount, "pending")],
+        Status.FAILED: [_capture(amount, "failed")],
+        Status.CANCELED: [_authorization(amount, "voided")],
+    }.get(status, []) if status is not None else []
 
 
 def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
@@ -173,7 +220,11 @@ def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: date
     captured = int_at(obj, "amount_captured")
     base = check_minor(captured) if captured else _amount(obj, "amount")
     full = obj.get("refunded") is True or refunded >= base
-    refunds = list_at(obj_at(obj, "refunds"), "data")  # newest first; absent after 2022-11-15
+    # each embedded refund (before 2022-11-15; up to 10, newest first) is a part with its own status
+    parts = [part for r in list_at(obj_at(obj, "refunds"), "data") if isinstance(r, dict)
+             and (part := _refund_part(r)) is not None]
+    if obj.get("status") == "succeeded" and obj.get("captured") is not False:
+        parts.append(_capture(base, "succeeded"))
     return build_event(
         env,
         event_type=etype,
@@ -184,8 +235,9 @@ def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: date
         amount_minor=refunded,
         currency=_currency(obj),
         provider_status=str_at(obj, "status"),
-        related_ids=_related(payment_intent=pi, charge=charge, refund=ref_id(refunds[0]) if refunds else None),
+        related_ids=_related(payment_intent=pi, charge=charge),
         refunded_total_minor=refunded,
+        parts=parts,
     )
 
 
@@ -200,6 +252,8 @@ def _refund(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> 
         raise NormalizeError("missing_payment_id", "refund names neither payment_intent nor charge")
     own_status = str_at(obj, "status")
     counted = etype != "refund.failed" and own_status not in _REFUND_NOT_COUNTED
+    amount = _amount(obj, "amount")
+    part = _refund_part(obj, etype)
     return build_event(
         env,
         event_type=etype,
@@ -207,10 +261,11 @@ def _refund(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> 
         kind=Kind.REFUND,
         occurred_at=occurred,
         status=Status.PARTIALLY_REFUNDED if counted else None,
-        amount_minor=_amount(obj, "amount"),
+        amount_minor=amount,
         currency=_currency(obj),
         provider_status=own_status,
         related_ids=_related(payment_intent=pi, charge=charge, refund=refund),
+        parts=[part] if part is not None else [],
     )
 
 
@@ -226,6 +281,12 @@ def _dispute(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) ->
         status = _CLOSED_DISPUTE.get(own_status or "")
         if status is None:
             raise NormalizeError("unexpected_status", f"closed dispute with status {own_status!r}")
+    amount = _amount(obj, "amount")
+    if status is Status.DISPUTE_WON:
+        outcome = "won"
+    else:
+        outcome = _DISPUTE_PART_STATUS.get(own_status or "", "lost" if status is Status.DISPUTE_LOST else "open")
+    dispute = str_at(obj, "id")
     return build_event(
         env,
         event_type=etype,
@@ -233,10 +294,11 @@ def _dispute(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) ->
         kind=Kind.DISPUTE,
         occurred_at=occurred,
         status=status,
-        amount_minor=_amount(obj, "amount"),
+        amount_minor=amount,
         currency=_currency(obj),
         provider_status=own_status,
-        related_ids=_related(payment_intent=pi, charge=charge, dispute=str_at(obj, "id")),
+        related_ids=_related(payment_intent=pi, charge=charge, dispute=dispute),
+        parts=[MoneyPart("dispute", dispute or "", amount, outcome)],
     )
 
 

@@ -30,12 +30,12 @@ import pytest
 from paystream.broker import free_port
 from paystream.dev.scenarios import Delivery, scenario
 from schemas.clock import now_ms
-from schemas.records import PaymentState, WebhookEnvelope
+from schemas.records import WebhookEnvelope
 from schemas.serde import payment_event_serde
 from schemas.topics import TopicCatalog, ensure_topics
 from streams.normalize import normalize
 from streams.pipeline import SOURCE_HEADER
-from streams.state import apply_event
+from streams.state import fold_all
 from tests.fixtures.databases import pg_ctl
 from tests.fixtures.kafka import drain
 from tests.reliability.harness import Load, Proc, wait_until
@@ -58,18 +58,12 @@ def stories(count: int, rng: random.Random) -> list[Delivery]:
 
 
 def reference(deliveries: list[Delivery], acked: set[str]) -> dict[tuple[str, str], tuple[Any, ...]]:
-    states: dict[str, PaymentState] = {}
-    for delivery in deliveries:
-        if delivery.event_id not in acked:
-            continue
-        envelope = WebhookEnvelope(envelope_id="r", provider="stripe", source="stripe",
-                                   provider_event_id=delivery.event_id, event_type=delivery.event_type,
-                                   received_at=now_ms(), verified_by="r", body=delivery.body,
-                                   content_type="application/json")
-        event = normalize(envelope)
-        new = apply_event(states.get(event.payment_key), event)
-        if new is not None:
-            states[event.payment_key] = new
+    events = [normalize(WebhookEnvelope(envelope_id="r", provider="stripe", source="stripe",
+                                        provider_event_id=d.event_id, event_type=d.event_type,
+                                        received_at=now_ms(), verified_by="r", body=d.body,
+                                        content_type="application/json"))
+              for d in deliveries if d.event_id in acked]
+    states = fold_all(events)
     return {(s.provider, s.payment_id): (s.status, s.amount_minor, s.captured_minor, s.refunded_minor,
                                          s.disputed_minor, s.currency, s.version) for s in states.values()}
 

@@ -22,7 +22,7 @@ from schemas.records import PaymentState, WebhookEnvelope
 from schemas.serde import payment_event_serde, payment_state_serde
 from streams.normalize import normalize
 from streams.pipeline import SOURCE_HEADER
-from streams.state import apply_event
+from streams.state import fold_all
 from tests.fixtures.kafka import drain
 from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
 
@@ -40,12 +40,7 @@ def stories(count: int, seed: int = 11) -> list[Delivery]:
 
 
 def reference_states(envelopes: list[WebhookEnvelope]) -> dict[str, tuple[object, ...]]:
-    states: dict[str, PaymentState] = {}
-    for envelope in envelopes:
-        event = normalize(envelope)
-        new = apply_event(states.get(event.payment_key), event)
-        if new is not None:
-            states[event.payment_key] = new
+    states = fold_all([normalize(envelope) for envelope in envelopes])
     return {key: summary(state) for key, state in states.items()}
 
 

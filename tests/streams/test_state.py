@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -74,12 +75,20 @@ def test_shuffled_with_duplicates_ends_succeeded_with_the_right_amount() -> None
     assert len(state.history) == 4
 
 
+def delivered_in(order: list[PaymentEvent]) -> list[PaymentEvent]:
+    """The events as the provider delivered them: `received_at` follows the list's order."""
+    first = order[0].received_at
+    return [replace(event, received_at=first + timedelta(seconds=i)) for i, event in enumerate(order)]
+
+
 def test_a_late_earlier_event_never_undoes_a_later_one() -> None:
     created, _action, processing, succeeded = card_payment()
-    state = run([succeeded, processing, created])
-    assert state.status == "succeeded"
-    assert state.ignored_events == [processing.event_key, created.event_key]
-    assert FLAG_OUT_OF_ORDER in state.flags
+    late = delivered_in([succeeded, processing, created])
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):  # processed in any order: the delivery order decides
+        state = run([late[i] for i in order])
+        assert state.status == "succeeded"
+        assert sorted(state.ignored_events) == sorted([processing.event_key, created.event_key])
+        assert FLAG_OUT_OF_ORDER in state.flags
 
 
 def test_replay_of_an_applied_event_changes_nothing() -> None:

@@ -41,18 +41,20 @@ def expect(
     }
 
 
+# Captures and authorizations are keyed by their order (the canonical PayPal payment); refunds and
+# disputes by the capture they name, which the worker resolves to the order (streams/identity.py).
 CASES = {
     "paypal_PAYMENT.CAPTURE.COMPLETED.json": expect(
-        "12A34567BC123456S", "payment", "succeeded", 3000, "USD", "2022-08-23T18:29:50Z", "COMPLETED",
+        "1AB234567A1234567", "payment", "succeeded", 3000, "USD", "2022-08-23T18:29:50Z", "COMPLETED",
         {"order": "1AB234567A1234567", "capture": "12A34567BC123456S"},
     ),
     # Order only in links[rel=up].
     "paypal_PAYMENT.CAPTURE.PENDING.json": expect(
-        "02T21492PP3782704", "payment", "processing", 251, "USD", "2018-08-15T20:02:40Z", "PENDING",
+        "8PR65097T8571330M", "payment", "processing", 251, "USD", "2018-08-15T20:02:40Z", "PENDING",
         {"order": "8PR65097T8571330M", "capture": "02T21492PP3782704"},
     ),
     "paypal_PAYMENT.CAPTURE.DECLINED.json": expect(
-        "7U133281TB3277326", "payment", "failed", 18510, "USD", "2022-12-13T19:13:00Z", "DECLINED",
+        "48R416400V564864N", "payment", "failed", 18510, "USD", "2022-12-13T19:13:00Z", "DECLINED",
         {"order": "48R416400V564864N", "authorization": "24B76447NN600461P", "capture": "7U133281TB3277326"},
     ),
     # Parent capture only via links[rel=up]; times with a -07:00 offset become UTC.
@@ -82,11 +84,11 @@ CASES = {
         {"order": "8AJ579492A6413722", "authorization": "8AJ579492A6413722", "capture": "8AJ579492A6413722"},
     ),
     "built/paypal_PAYMENT.AUTHORIZATION.CREATED.json": expect(
-        "0VF52814937998046", "authorization", "authorized", 4990, "EUR", "2024-05-02T10:00:01Z", "CREATED",
+        "5O190127TN364715T", "authorization", "authorized", 4990, "EUR", "2024-05-02T10:00:01Z", "CREATED",
         {"order": "5O190127TN364715T", "authorization": "0VF52814937998046"},
     ),
     "built/paypal_PAYMENT.AUTHORIZATION.VOIDED.json": expect(
-        "0VF52814937998046", "authorization", "canceled", 4990, "EUR", "2024-05-03T08:30:00.250Z", "VOIDED",
+        "5O190127TN364715T", "authorization", "canceled", 4990, "EUR", "2024-05-03T08:30:00.250Z", "VOIDED",
         {"order": "5O190127TN364715T", "authorization": "0VF52814937998046"},
     ),
     # Approved, not captured: "created" on the order id; two JPY purchase units summed.
@@ -95,7 +97,7 @@ CASES = {
         {"order": "9KX37120GC6181234"},
     ),
     "built/paypal_CHECKOUT.ORDER.COMPLETED.json": expect(
-        "3C679366HH908993F", "payment", "succeeded", 1250, "JPY", "2024-05-04T01:04:58Z", "COMPLETED",
+        "9KX37120GC6181234", "payment", "succeeded", 1250, "JPY", "2024-05-04T01:04:58Z", "COMPLETED",
         {"order": "9KX37120GC6181234", "capture": "3C679366HH908993F"},
     ),
     "built/paypal_CUSTOMER.DISPUTE.RESOLVED.json": expect(
@@ -103,7 +105,7 @@ CASES = {
         {"dispute": "PP-D-21095"},
     ),
     "built/paypal_PAYMENT.CAPTURE.DENIED.json": expect(
-        "7NW873794T343360M", "payment", "failed", 1200, "GBP", "2024-05-05T14:00:07Z", "DECLINED",
+        "29U04311TM8373920", "payment", "failed", 1200, "GBP", "2024-05-05T14:00:07Z", "DECLINED",
         {"order": "29U04311TM8373920", "capture": "7NW873794T343360M"},
     ),
     # Unmapped; the event create_time "2018-19-12…" is invalid but not needed.

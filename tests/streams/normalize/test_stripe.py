@@ -79,8 +79,9 @@ SHARED_CASES = {
     "stripe_charge.captured.json": expect(
         CH0, "payment", "succeeded", 100, "USD", 1648319938, "succeeded", {"charge": CH0}
     ),
+    # The cumulative amount_refunded is a total, never one refund's amount: the embedded refund is a part.
     "stripe_charge.refunded.json": expect(
-        CH0, "refund", "refunded", 100, "USD", 1648319949, "succeeded", {"charge": CH0, "refund": RE0},
+        CH0, "refund", "refunded", 100, "USD", 1648319949, "succeeded", {"charge": CH0},
         refunded_total=100,
     ),
     "stripe_charge.refund.updated.json": expect(
@@ -393,3 +394,19 @@ def test_body_contradicting_the_envelope_is_refused(
     with pytest.raises(NormalizeError) as caught:
         normalize(envelope)
     assert caught.value.reason == "envelope_mismatch"
+
+
+def test_old_shape_charge_refunded_states_each_embedded_refund_as_a_part(envelope_factory: EnvelopeFactory) -> None:
+    """Pre-2022-11-15 `charge.refunded` embeds `refunds.data[]`: each refund with its own amount and status."""
+    body = doc("stripe_charge.refunded.json")
+    charge = body["data"]["object"]
+    charge |= {"amount": 2000, "amount_captured": 2000, "amount_refunded": 1500, "refunded": False}
+    charge["refunds"]["data"] = [
+        {**charge["refunds"]["data"][0], "id": "re_2", "amount": 1000, "status": "succeeded"},
+        {**charge["refunds"]["data"][0], "id": "re_1", "amount": 500, "status": "succeeded"},
+    ]
+    event = normalize(envelope_factory("stripe", body))
+    assert event.refunded_total_minor == 1500
+    refunds = {(p.id, p.amount_minor, p.status) for p in event.parts if p.kind == "refund"}
+    assert refunds == {("re_2", 1000, "succeeded"), ("re_1", 500, "succeeded")}
+    assert ("capture", 2000, "succeeded") in {(p.kind, p.amount_minor, p.status) for p in event.parts}

@@ -1,0 +1,317 @@
+"""One payment's money and status as a pure fold of its events' facts.
+
+`fold` reads the set of a payment's applied events (`HistoryEntry`, one per event)
+and sorts them first, so every arrival order of the same events gives the same
+result; the state machine (`streams/state.py`) and reconciliation
+(`streams/reconcile/facts.py`) both call it, so their rules cannot drift apart.
+
+Money is kept by component, never as "the last value written":
+- captures by capture id (a provider's running figure such as Stripe's
+  `amount_captured` is per capture: the largest succeeded figure counts);
+- refunds by refund id with their own status: succeeded ones are `refunded_minor`,
+  pending ones `refund_pending_minor`, failed and canceled ones nothing. A provider's
+  cumulative total (Stripe's `amount_refunded`, PayPal's `total_refunded_amount`) is a
+  total: it adds only what the refunds known to be counted at its time do not explain;
+- disputes by dispute id with open/won/lost: open and lost ones are `disputed_minor`;
+- authorizations by id: what is open and not yet captured is `authorized_minor`.
+
+The status is derived from those components, in this precedence: an open dispute,
+a lost dispute, refunds (full or partial against the captured amount), a won dispute,
+then the payment's own status (its latest payment or authorization event by provider
+time, status rank as tie-break; any succeeded capture makes it at least `succeeded`).
+So a later plain payment event (`charge.updated`, a late `payment_intent.succeeded`)
+can never undo a refund or a dispute.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.lifecycle import STATUS_RANK, Kind, Status
+from schemas.records import HistoryEntry, MoneyPart, PaymentEvent
+
+__all__ = [
+    "CONFIRMED_STATUSES",
+    "FLAG_CONFLICTING_AMOUNTS",
+    "FLAG_CONFLICTING_CURRENCY",
+    "FLAG_OUT_OF_ORDER",
+    "Money",
+    "entry_of",
+    "fold",
+]
+
+FLAG_OUT_OF_ORDER = "out_of_order_seen"
+FLAG_CONFLICTING_AMOUNTS = "conflicting_amounts"
+FLAG_CONFLICTING_CURRENCY = "conflicting_currency"
+
+CONFIRMED_STATUSES = frozenset({
+    Status.SUCCEEDED.value, Status.PARTIALLY_REFUNDED.value, Status.REFUNDED.value,
+    Status.DISPUTED.value, Status.DISPUTE_WON.value, Status.DISPUTE_LOST.value,
+})
+"""Statuses that prove the provider captured the money (refunds and disputes come after a capture)."""
+
+_RANK = {status.value: rank for status, rank in STATUS_RANK.items()}
+_PAYMENT_KINDS = frozenset({Kind.PAYMENT.value, Kind.AUTHORIZATION.value})
+_PRE_CAPTURE = frozenset({Status.CREATED.value, Status.REQUIRES_ACTION.value, Status.PROCESSING.value,
+                          Status.AUTHORIZED.value, Status.FAILED.value, Status.CANCELED.value})
+_ENDED = frozenset({Status.FAILED.value, Status.CANCELED.value})
+# Within one provider second, the later stage of a part wins.
+_PART_RANK: dict[str, dict[str, int]] = {
+    "refund": {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2},
+    "dispute": {"open": 0, "won": 1, "lost": 1},
+    "capture": {"pending": 0, "failed": 1, "succeeded": 2},
+    "authorization": {"open": 0, "captured": 1, "voided": 1},
+}
+_COUNTED_REFUND = frozenset({"pending", "succeeded"})
+
+
+@dataclass(slots=True)
+class Money:
+    """What `fold` derives: the payment's status and every money component."""
+
+    status: str
+    status_at: datetime
+    first_at: datetime
+    last_at: datetime
+    last_event_key: str
+    amount_minor: int | None = None
+    captured_minor: int = 0
+    authorized_minor: int = 0
+    refunded_minor: int = 0
+    refund_pending_minor: int = 0
+    disputed_minor: int = 0
+    dispute_status: str | None = None
+    currency: str | None = None
+    confirmed_at: datetime | None = None
+    refunds: dict[str, int] = field(default_factory=dict)
+    refund_states: dict[str, str] = field(default_factory=dict)
+    disputes: dict[str, int] = field(default_factory=dict)
+    dispute_states: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    ignored_events: list[str] = field(default_factory=list)
+    deciders: frozenset[str] = frozenset()
+    """Event keys that decided a component's status (`HistoryEntry.moved_status`)."""
+
+
+def entry_of(event: PaymentEvent) -> HistoryEntry:
+    """The facts of one event that the fold reads."""
+    return HistoryEntry(
+        event_key=event.event_key, event_type=event.event_type, kind=event.kind, occurred_at=event.occurred_at,
+        status=event.status, amount_minor=event.amount_minor, received_at=event.received_at,
+        currency=event.currency, provider_status=event.provider_status, related_ids=dict(event.related_ids),
+        refunded_total_minor=event.refunded_total_minor, parts=list(event.parts),
+    )
+
+
+_DISPUTE_OUTCOME = {Status.DISPUTED.value: "open", Status.DISPUTE_WON.value: "won", Status.DISPUTE_LOST.value: "lost"}
+
+
+def _parts_of(entry: HistoryEntry) -> list[MoneyPart]:
+    """The event's parts; an event that states none (Standard Webhooks, records written before parts
+    existed) implies them from its kind, status and amount."""
+    if entry.parts or entry.amount_minor is None or entry.status is None:
+        return entry.parts
+    amount, status = entry.amount_minor, entry.status
+    if entry.kind in _PAYMENT_KINDS:
+        implied = {Status.SUCCEEDED.value: MoneyPart("capture", "", amount, "succeeded"),
+                   Status.AUTHORIZED.value: MoneyPart("authorization", "", amount, "open")}.get(status)
+        return [implied] if implied is not None else []
+    if entry.kind == Kind.REFUND.value:
+        refund_id = entry.related_ids.get("refund")
+        if refund_id is None and entry.refunded_total_minor is not None:
+            return []  # a total alone: counted as a total
+        return [MoneyPart("refund", refund_id or f"event:{entry.event_key}", amount, "succeeded")]
+    if entry.kind == Kind.DISPUTE.value and status in _DISPUTE_OUTCOME:
+        return [MoneyPart("dispute", entry.related_ids.get("dispute", ""), amount, _DISPUTE_OUTCOME[status])]
+    return []
+
+
+def _order(entry: HistoryEntry) -> tuple[datetime, int, str]:
+    return entry.occurred_at, _RANK.get(entry.status or "", -1), entry.event_key
+
+
+def _scope(entry: HistoryEntry) -> str:
+    """What a cumulative refund total counts over: one capture (PayPal), charge (Stripe) or sale."""
+    related = entry.related_ids
+    return related.get("capture") or related.get("charge") or related.get("sale") or ""
+
+
+@dataclass(slots=True)
+class _Seen:
+    """Every observation of one part, in fold order."""
+
+    kind: str
+    observations: list[tuple[datetime, int, str, MoneyPart, str]] = field(default_factory=list)
+    """(time, stage rank, event key, part, scope of the event that stated it)"""
+
+    def add(self, entry: HistoryEntry, part: MoneyPart) -> None:
+        rank = _PART_RANK.get(self.kind, {}).get(part.status, 0)
+        self.observations.append((entry.occurred_at, rank, entry.event_key, part, _scope(entry)))
+
+    def latest(self) -> MoneyPart:
+        return max(self.observations, key=lambda o: o[:3])[3]
+
+    def decider(self) -> str:
+        return max(self.observations, key=lambda o: o[:3])[2]
+
+    def status_at(self, when: datetime) -> str:
+        """The status as of `when`; a part first seen later is taken as it was first seen."""
+        before = [o for o in self.observations if o[0] <= when]
+        chosen = max(before, key=lambda o: o[:3]) if before else min(self.observations, key=lambda o: o[:3])
+        return chosen[3].status
+
+    def scope(self) -> str:
+        return min(self.observations, key=lambda o: o[:3])[4]
+
+
+def fold(entries: Iterable[HistoryEntry]) -> Money:
+    """The payment's state from its events' facts; the same set in any order gives the same result."""
+    ordered = sorted(entries, key=_order)
+    if not ordered:
+        raise ValueError("fold needs at least one event")
+    first, last = ordered[0], max(ordered, key=lambda e: (e.occurred_at, e.event_key))
+    parts: dict[tuple[str, str], _Seen] = {}
+    currencies: list[str] = []
+    base: HistoryEntry | None = None
+    amount_entry: HistoryEntry | None = None
+    pre_capture_amounts: set[int] = set()
+    totals: dict[str, HistoryEntry] = {}
+    latest_refund_status: str | None = None
+    status_at = first.occurred_at
+    confirmed_at: datetime | None = None
+    for entry in ordered:
+        if entry.currency is not None and entry.currency not in currencies:
+            currencies.append(entry.currency)
+        for part in _parts_of(entry):
+            parts.setdefault((part.kind, part.id), _Seen(part.kind)).add(entry, part)
+        if entry.kind == Kind.OTHER.value:
+            continue
+        if entry.status is not None:
+            status_at = max(status_at, entry.occurred_at)
+            if entry.status in CONFIRMED_STATUSES and confirmed_at is None:
+                confirmed_at = entry.occurred_at
+        if entry.kind in _PAYMENT_KINDS:
+            if entry.status is not None:
+                base = entry  # ordered: the last one is the latest by time, then rank
+            if entry.amount_minor is not None:
+                amount_entry = entry
+                if entry.status in _PRE_CAPTURE:
+                    pre_capture_amounts.add(entry.amount_minor)
+        elif entry.kind == Kind.REFUND.value:
+            if entry.refunded_total_minor is not None:
+                totals[_scope(entry)] = entry
+            if entry.status is not None:
+                latest_refund_status = entry.status
+
+    money = Money(status=Status.CREATED.value, status_at=status_at, first_at=first.occurred_at,
+                  last_at=last.occurred_at, last_event_key=last.event_key, confirmed_at=confirmed_at,
+                  currency=currencies[0] if currencies else None)
+    money.amount_minor = amount_entry.amount_minor if amount_entry is not None else None
+    deciders: set[str] = set()
+
+    # captures and authorizations
+    authorized_open = 0
+    for (kind, _), seen in parts.items():
+        latest = seen.latest()
+        if kind == "capture" and latest.status == "succeeded":
+            money.captured_minor += max(o[3].amount_minor for o in seen.observations if o[3].status == "succeeded")
+        elif kind == "authorization" and latest.status == "open":
+            authorized_open += latest.amount_minor
+
+    # refunds: by id, plus what a cumulative total says beyond them
+    known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
+    for (kind, refund_id), seen in sorted(parts.items()):
+        if kind != "refund":
+            continue
+        latest = seen.latest()
+        deciders.add(seen.decider())
+        money.refunds[refund_id] = latest.amount_minor
+        money.refund_states[refund_id] = latest.status
+        if latest.status == "succeeded":
+            money.refunded_minor += latest.amount_minor
+        elif latest.status == "pending":
+            money.refund_pending_minor += latest.amount_minor
+        known_by_scope[seen.scope()].append(seen)
+    for scope, total in totals.items():
+        explained = sum(seen.latest().amount_minor for seen in known_by_scope.get(scope, ())
+                        if seen.status_at(total.occurred_at) in _COUNTED_REFUND)
+        money.refunded_minor += max(0, (total.refunded_total_minor or 0) - explained)
+        deciders.add(total.event_key)
+
+    # disputes
+    for (kind, dispute_id), seen in sorted(parts.items()):
+        if kind != "dispute":
+            continue
+        latest = seen.latest()
+        deciders.add(seen.decider())
+        money.disputes[dispute_id] = latest.amount_minor
+        money.dispute_states[dispute_id] = latest.status
+        if latest.status in ("open", "lost"):
+            money.disputed_minor += latest.amount_minor
+    states = set(money.dispute_states.values())
+    money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
+        "won" if "won" in states else None
+
+    # the payment's own status, then the components over it
+    own = base.status if base is not None and base.status is not None else Status.CREATED.value
+    if base is not None:
+        deciders.add(base.event_key)
+    if money.captured_minor > 0 and own in _PRE_CAPTURE:
+        own = Status.SUCCEEDED.value
+    if own not in _ENDED and money.captured_minor < authorized_open:
+        money.authorized_minor = authorized_open - money.captured_minor
+    basis = money.captured_minor or money.amount_minor or 0
+    if money.dispute_status == "open":
+        status = Status.DISPUTED.value
+    elif money.dispute_status == "lost":
+        status = Status.DISPUTE_LOST.value
+    elif money.refunded_minor > 0:
+        full = money.refunded_minor >= basis if basis else latest_refund_status == Status.REFUNDED.value
+        status = Status.REFUNDED.value if full else Status.PARTIALLY_REFUNDED.value
+    elif money.dispute_status == "won":
+        status = Status.DISPUTE_WON.value
+    else:
+        status = own
+    money.status = status
+    money.deciders = frozenset(deciders)
+    money.ignored_events = _ignored(ordered)
+    money.flags = _flags(ordered, currencies, pre_capture_amounts)
+    return money
+
+
+def _ignored(ordered: list[HistoryEntry]) -> list[str]:
+    """Status events that arrived after a later one (by provider time) had already decided the payment."""
+    ignored: list[str] = []
+    earliest_later_arrival = None
+    for entry in reversed(ordered):
+        if entry.kind not in _PAYMENT_KINDS or entry.status is None or entry.received_at is None:
+            continue
+        if earliest_later_arrival is not None and entry.received_at > earliest_later_arrival:
+            ignored.append(entry.event_key)
+        if earliest_later_arrival is None or entry.received_at < earliest_later_arrival:
+            earliest_later_arrival = entry.received_at
+    return sorted(ignored)
+
+
+def _flags(ordered: list[HistoryEntry], currencies: list[str], pre_capture_amounts: set[int]) -> list[str]:
+    flags: set[str] = set()
+    if len(currencies) > 1:
+        flags.add(FLAG_CONFLICTING_CURRENCY)
+    if len(pre_capture_amounts) > 1:
+        flags.add(FLAG_CONFLICTING_AMOUNTS)
+    # delivered out of provider order: an event arrived before one that happened strictly earlier
+    groups: dict[datetime, list[datetime]] = defaultdict(list)
+    for entry in ordered:
+        if entry.received_at is not None:
+            groups[entry.occurred_at].append(entry.received_at)
+    latest_earlier: datetime | None = None
+    for occurred in sorted(groups):
+        if latest_earlier is not None and min(groups[occurred]) < latest_earlier:
+            flags.add(FLAG_OUT_OF_ORDER)
+            break
+        group_latest = max(groups[occurred])
+        latest_earlier = group_latest if latest_earlier is None else max(latest_earlier, group_latest)
+    return sorted(flags)
