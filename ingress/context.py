@@ -53,8 +53,10 @@ def build_context(
             raise ValueError("the ingress needs PAYSTREAM_KAFKA_BOOTSTRAP (`paystream dev` runs an embedded broker)")
         publisher = Publisher(
             settings.kafka_bootstrap,
-            producer_options=producer_options(embedded=settings.uses_embedded_broker,
-                                              linger_ms=settings.publish_linger_ms),
+            producer_options={**producer_options(embedded=settings.uses_embedded_broker,
+                                                 linger_ms=settings.publish_linger_ms),
+                              # every body under the 413 limit fits, and nothing larger than the broker stores
+                              "max_request_size": settings.publish_max_request_size},
             timeout_s=settings.publish_timeout_s,
         )
     registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
