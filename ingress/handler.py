@@ -159,6 +159,14 @@ async def _accept(request: WebhookRequest, ctx: IngressContext, provider: str, s
         traceparent=traceparent,
     )
     key = envelope.key
+    if not ctx.schemas.ready:  # never wait for the registry here: the lifespan's background task retries it
+        metrics.unavailable.inc()
+        log.error("webhook not stored: the schema registry is unavailable; asking the sender to retry",
+                  extra={"request_id": request_id, "provider": provider, "source": source, "status": 503,
+                         "envelope_id": envelope_id, "provider_event_id": meta.provider_event_id,
+                         "error": ctx.schemas.last_error})
+        return error_reply(503, "registry_unavailable", "the schema registry is unavailable; retry later",
+                           request_id, headers={"retry-after": str(ctx.settings.retry_after_s)})
     publish_started = time.perf_counter()
     try:
         partition, offset = await ctx.publisher.publish(

@@ -110,6 +110,12 @@ class AvroSerde(Generic[R]):
             self._header = CONFLUENT_MAGIC + struct.pack(">I", self._schema_id)
         return self._header
 
+    def use_schema_id(self, schema_id: int) -> None:
+        """Write Confluent framing with an id registered elsewhere (asynchronously, before serving)."""
+        self._schema_id = schema_id
+        self._writers_by_id[schema_id] = self.schema
+        self._header = CONFLUENT_MAGIC + struct.pack(">I", schema_id)
+
     def encode(self, record: R) -> bytes:
         header = self._ensure_registered() if self._registry is not None else self._header
         out = bytearray(header)

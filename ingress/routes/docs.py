@@ -98,8 +98,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                              "capped so the envelope fits the broker), or an event too large to "
                                              "store (`record_too_large`)"},
     415: {"model": ErrorBody, "description": "content type is not JSON"},
-    503: {"model": ErrorBody, "description": "the broker did not acknowledge (`broker_unavailable`) or refused this "
-                                             "record (`record_refused`); retry after Retry-After seconds"},
+    503: {"model": ErrorBody, "description": "the broker did not acknowledge (`broker_unavailable`), refused this "
+                                             "record (`record_refused`), or the schema registry is unavailable "
+                                             "(`registry_unavailable`); retry after Retry-After seconds"},
 }
 
 
