@@ -1,9 +1,12 @@
 """Turn a buffer of consumed records into table rows, next offsets and rejects.
 
 Runs on the database thread (decoding is CPU work the event loop should not do).
-A record that cannot be decoded is rejected here, before the database sees it;
-a tombstone (no value) on a compacted topic is skipped. Either way its offset
-advances, so the batch commits past it.
+A record that cannot be decoded is rejected here, before the database sees it,
+and so is one whose ids exceed `MAX_ID_CHARS` (the contract's bound; the
+normalizers enforce it too, but the sink must not depend on them: PostgreSQL
+cannot index a 10 KB id and SQLite would silently keep it). A tombstone (no value)
+on a compacted topic is skipped. Either way its offset advances, so the batch
+commits past it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import Rejected, SinkRecord, TopicPartitionKey
+from connectors.exceptions import IdTooLongError
 from connectors.tables import (
     DEAD_LETTERS,
     PAYMENT_EVENTS,
@@ -32,7 +36,18 @@ from schemas.exceptions import SchemaError
 from schemas.serde import SchemaRegistry, payment_event_serde, payment_state_serde, reconciliation_serde
 from schemas.topics import TopicCatalog
 
-__all__ = ["Batch", "BatchBuilder", "TableRows"]
+__all__ = ["MAX_ID_CHARS", "Batch", "BatchBuilder", "TableRows"]
+
+MAX_ID_CHARS = 255
+"""Longest id (payment id, event key) the sink stores; the same on both backends."""
+
+
+def _bounded(values: dict[str, Any], *names: str) -> dict[str, Any]:
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            raise IdTooLongError(f"{name} is {len(value)} characters; ids are bounded to {MAX_ID_CHARS}")
+    return values
 
 
 @dataclass(slots=True)
@@ -63,10 +78,12 @@ class BatchBuilder:
         self.topics = (catalog.events, catalog.state, catalog.reconciliation, catalog.dlq)
 
         def event(r: SinkRecord, value: bytes, ctx: _Context) -> Row:
-            return event_row(events.decode_dict(value), ctx.ingested_at, ctx.ingested_at_ms, ctx.adapters)
+            values = _bounded(events.decode_dict(value), "event_key", "payment_id")
+            return event_row(values, ctx.ingested_at, ctx.ingested_at_ms, ctx.adapters)
 
         def state(r: SinkRecord, value: bytes, ctx: _Context) -> Row:
-            return payment_row(states.decode_dict(value), ctx.incarnation, ctx.adapters)
+            values = _bounded(states.decode_dict(value), "payment_id", "last_event_key")
+            return payment_row(values, ctx.incarnation, ctx.adapters)
 
         def window(r: SinkRecord, value: bytes, ctx: _Context) -> Row:
             return window_row(windows.decode(value), ctx.incarnation, ctx.adapters)

@@ -6,8 +6,9 @@ is written. One flush is:
 
 1. build rows from the buffer (decode failures become rejects);
 2. in one transaction, bulk-write every table; if the database refuses the bulk
-   write (constraint, encoding), roll back and write row by row under savepoints,
-   so only the refused rows become rejects and the others land;
+   write for a row's sake (constraint, bad data, a value over a program limit —
+   `connectors/errors.py` classifies by SQLSTATE), roll back and write row by row
+   under savepoints, so only the refused rows become rejects and the others land;
 3. if there are rejects, publish them to the dead-letter topic and wait for the
    broker, with the transaction still open;
 4. write the next offsets into `sink_offsets` and commit (without rejects, steps
@@ -27,10 +28,11 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, TypeVar
 
 from connectors.base import DeadLetterFn, FlushResult, Rejected, Sink, SinkRecord, TopicPartitionKey
 from connectors.batch import Batch, BatchBuilder
+from connectors.errors import ErrorKind
 from connectors.exceptions import SinkBackpressureError
 from connectors.tables import PAYMENT_EVENTS, SINK_OFFSETS, Adapters, Row, Table
 from schemas.clock import now_ms
@@ -43,7 +45,6 @@ _RECEIVED_AT_MS = PAYMENT_EVENTS.columns.index("received_at_ms")
 
 log = logging.getLogger("paystream.sink")
 
-ErrorKind = Literal["reject", "unavailable", "bug"]
 T = TypeVar("T")
 
 
@@ -100,7 +101,7 @@ class DatabaseSink(Sink):
 
     @abstractmethod
     def _classify(self, exc: BaseException) -> ErrorKind:
-        """reject: this data is refused; unavailable: retry later; bug: let it crash."""
+        """reject: this row is refused; unavailable: retry later; bug: let it crash (`connectors/errors.py`)."""
 
     def _bulk(self, table: Table, rows: list[Row]) -> int:
         """Write many rows of one table; the default is one statement per row in a loop."""

@@ -4,7 +4,8 @@
     └── SinkError
         ├── SinkBackpressureError   the target (or the DLQ) cannot take writes now; pause and retry
         ├── SchemaNotReadyError     the database is not migrated to the head revision
-        └── SinkConfigError         a sink URL or setting the connectors cannot use
+        ├── SinkConfigError         a sink URL or setting the connectors cannot use
+        └── IdTooLongError          a record's id exceeds the stored bound: a row reject (dead letter)
 
 Backpressure is an exception type, not a return code, so a caller cannot forget
 to pause: the runner catches it, pauses every partition and retries the same batch.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from schemas.exceptions import PaystreamError
 
-__all__ = ["SchemaNotReadyError", "SinkBackpressureError", "SinkConfigError", "SinkError"]
+__all__ = ["IdTooLongError", "SchemaNotReadyError", "SinkBackpressureError", "SinkConfigError", "SinkError"]
 
 
 class SinkError(PaystreamError):
@@ -35,3 +36,7 @@ class SchemaNotReadyError(SinkError):
 
 class SinkConfigError(SinkError):
     """A sink URL or setting the connectors cannot use."""
+
+
+class IdTooLongError(SinkError, ValueError):
+    """A payment id or event key longer than the sink stores; the record is dead-lettered, never retried."""

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import psycopg
 
 from connectors.base import DeadLetterFn
-from connectors.database import DatabaseSink, ErrorKind
+from connectors.database import DatabaseSink
+from connectors.errors import ErrorKind, classify_postgres
 from connectors.tables import TABLES, Adapters, Row, Table, json_text
 from schemas.serde import SchemaRegistry
 from schemas.topics import TopicCatalog
@@ -108,8 +109,4 @@ class PostgresSink(DatabaseSink):
             return max(cur.rowcount, 0)  # the stage empties itself at commit
 
     def _classify(self, exc: BaseException) -> ErrorKind:
-        if isinstance(exc, psycopg.IntegrityError | psycopg.DataError | UnicodeError | OverflowError):
-            return "reject"
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-            return "unavailable"  # connection lost, server shutting down or starting, deadlock, timeout
-        return "bug"
+        return classify_postgres(exc)  # by SQLSTATE: 54000 is an OperationalError but a row reject

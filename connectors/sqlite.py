@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from connectors.base import DeadLetterFn
-from connectors.database import DatabaseSink, ErrorKind
+from connectors.database import DatabaseSink
+from connectors.errors import ErrorKind, classify_sqlite
 from connectors.tables import Adapters, Row, Table, json_text
 from schemas.serde import SchemaRegistry
 from schemas.topics import TopicCatalog
@@ -100,8 +101,4 @@ class SqliteSink(DatabaseSink):
         return max(self._db().executemany(table.insert_sql(self.placeholder), rows).rowcount, 0)
 
     def _classify(self, exc: BaseException) -> ErrorKind:
-        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | UnicodeError | OverflowError):
-            return "reject"
-        if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError):
-            return "unavailable"  # locked, busy, disk I/O, cannot open
-        return "bug"
+        return classify_sqlite(exc)

@@ -39,9 +39,11 @@ def create_app(settings: Settings, **context_overrides: Any) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.publisher.start()
+        await ctx.schemas.start()  # before serving; a registry that is down means 503s, not a stalled loop
         try:
             yield
         finally:
+            await ctx.schemas.stop()
             await ctx.publisher.stop()
             ctx.tracer.shutdown()
 

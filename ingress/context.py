@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from ingress.metrics import IngressMetrics
 from ingress.publisher import Publisher
+from ingress.registration import SchemaRegistration
 from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
 from ingress.verify.certs import default_roots
 from paystream.broker import producer_options
 from paystream.settings import Settings
 from paystream.tracing import Tracer, setup_tracing
 from schemas.records import WebhookEnvelope
-from schemas.registry import HttpSchemaRegistry
+from schemas.registry import AsyncHttpSchemaRegistry
 from schemas.serde import AvroSerde, envelope_serde
 from schemas.topics import TopicCatalog
 
@@ -36,6 +37,7 @@ class IngressContext:
     standard: dict[str, StandardVerifier]
     clock: Clock
     tracer: Tracer
+    schemas: SchemaRegistration
     body_timeout_s: float = 10.0
 
 
@@ -53,14 +55,16 @@ def build_context(
             raise ValueError("the ingress needs PAYSTREAM_KAFKA_BOOTSTRAP (`paystream dev` runs an embedded broker)")
         publisher = Publisher(
             settings.kafka_bootstrap,
-            producer_options=producer_options(embedded=settings.uses_embedded_broker,
-                                              linger_ms=settings.publish_linger_ms),
+            producer_options={**producer_options(embedded=settings.uses_embedded_broker,
+                                                 linger_ms=settings.publish_linger_ms),
+                              # every body under the 413 limit fits, and nothing larger than the broker stores
+                              "max_request_size": settings.publish_max_request_size},
             timeout_s=settings.publish_timeout_s,
         )
-    registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
-    serde = envelope_serde(registry)
-    if registry is not None:
-        serde = AvroSerde(WebhookEnvelope, registry=registry, subject=f"{settings.topics.raw}-value")
+    # registered in the lifespan (async), never from the request path: see ingress/registration.py
+    registry = AsyncHttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+    serde: AvroSerde[WebhookEnvelope] = envelope_serde()
+    schemas = SchemaRegistration(serde, registry, f"{settings.topics.raw}-value")
     if paypal_certs is None:
         paypal_certs = PayPalCertStore(
             settings.resolved_paypal_cert_cache_dir,
@@ -93,4 +97,5 @@ def build_context(
         },
         clock=clock,
         tracer=setup_tracing(settings.otlp_endpoint, "paystream-ingress"),
+        schemas=schemas,
     )

@@ -5,13 +5,14 @@
         ├── VerificationError   the request is not authentic (400, reason code)
         ├── BadRequestError     authentic or not, it cannot be accepted (4xx, reason code)
         └── PublishError        the broker did not acknowledge in time (503)
+            └── RecordRejectedError  the broker (or the producer) refused this one record; others are unaffected
 """
 
 from __future__ import annotations
 
 from schemas.exceptions import PaystreamError
 
-__all__ = ["BadRequestError", "IngressError", "PublishError", "VerificationError"]
+__all__ = ["BadRequestError", "IngressError", "PublishError", "RecordRejectedError", "VerificationError"]
 
 
 class IngressError(PaystreamError):
@@ -41,3 +42,11 @@ class BadRequestError(IngressError):
 
 class PublishError(IngressError):
     """The envelope could not be stored on the broker within the bound."""
+
+
+class RecordRejectedError(PublishError):
+    """A record-level refusal (too large, invalid): answered for this request only, the producer is kept."""
+
+    def __init__(self, message: str, *, too_large: bool) -> None:
+        super().__init__(message)
+        self.too_large = too_large

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from ingress.context import IngressContext
-from ingress.exceptions import BadRequestError, PublishError, VerificationError
+from ingress.exceptions import BadRequestError, PublishError, RecordRejectedError, VerificationError
+from ingress.metrics import ProviderMetrics
 from ingress.tracing import forward_traceparent, parse_traceparent
 from ingress.verify.base import Verified
 from ingress.wire import Reply, WebhookRequest, random_ids
@@ -83,6 +84,20 @@ def require_event_id(value: object, what: str = "id") -> str:
     return value
 
 
+def _record_rejected_reply(exc: RecordRejectedError, ctx: IngressContext, metrics: ProviderMetrics, request_id: str,
+                           provider: str, source: str, envelope_id: str, meta: EventMeta) -> Reply:
+    """413 for a record too large to store (a retry cannot help), else 503 with Retry-After."""
+    status = 413 if exc.too_large else 503
+    (metrics.rejected if exc.too_large else metrics.unavailable).inc()
+    log.error("webhook not stored: the broker refused this record",
+              extra={"request_id": request_id, "provider": provider, "source": source, "status": status,
+                     "envelope_id": envelope_id, "provider_event_id": meta.provider_event_id, "error": str(exc)})
+    if exc.too_large:
+        return error_reply(413, "record_too_large", "the event is too large to store", request_id)
+    return error_reply(503, "record_refused", "the broker refused the event; retry later", request_id,
+                       headers={"retry-after": str(ctx.settings.retry_after_s)})
+
+
 async def accept_webhook(
     request: WebhookRequest, ctx: IngressContext, *, provider: str, source: str, verify: Verify, extract: Extract
 ) -> Reply:
@@ -110,7 +125,7 @@ async def _accept(request: WebhookRequest, ctx: IngressContext, provider: str, s
     metrics = ctx.metrics.of(provider)
     try:
         content_type = request.content_type()
-        body = await request.body(ctx.settings.max_body_bytes, ctx.body_timeout_s)
+        body = await request.body(ctx.settings.body_limit_bytes, ctx.body_timeout_s)
         if not body:
             raise BadRequestError(400, "empty_body", "the request body is empty")
         verified = await verify(body)
@@ -144,12 +159,22 @@ async def _accept(request: WebhookRequest, ctx: IngressContext, provider: str, s
         traceparent=traceparent,
     )
     key = envelope.key
+    if not ctx.schemas.ready:  # never wait for the registry here: the lifespan's background task retries it
+        metrics.unavailable.inc()
+        log.error("webhook not stored: the schema registry is unavailable; asking the sender to retry",
+                  extra={"request_id": request_id, "provider": provider, "source": source, "status": 503,
+                         "envelope_id": envelope_id, "provider_event_id": meta.provider_event_id,
+                         "error": ctx.schemas.last_error})
+        return error_reply(503, "registry_unavailable", "the schema registry is unavailable; retry later",
+                           request_id, headers={"retry-after": str(ctx.settings.retry_after_s)})
     publish_started = time.perf_counter()
     try:
         partition, offset = await ctx.publisher.publish(
             ctx.topics.raw, key.encode(), ctx.serde.encode(envelope),
             [("traceparent", traceparent.encode()), ("envelope_id", envelope_id.encode())],
         )
+    except RecordRejectedError as exc:  # this record only: the producer and other requests are unaffected
+        return _record_rejected_reply(exc, ctx, metrics, request_id, provider, source, envelope_id, meta)
     except PublishError as exc:
         metrics.unavailable.inc()
         log.error("webhook not stored; asking the sender to retry",

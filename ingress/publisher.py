@@ -8,10 +8,17 @@ provider retries.
 A record we answered 503 for must not be stored later behind our back: aiokafka
 keeps unsent batches for a known-but-unreachable broker indefinitely and would
 deliver them when it returns (measured: a 503'd event appeared on the next
-broker incarnation). So on any failure the producer is abandoned: its unsent
-batches are failed and dropped, and a fresh producer reconnects. Only a record
-already on the wire when the bound expires can still land; the provider's retry
-then becomes a duplicate that dedup drops.
+broker incarnation). So when the broker is unavailable or does not acknowledge
+within the bound, the producer is abandoned: its unsent batches are failed and
+dropped, and a fresh producer reconnects. Only a record already on the wire when
+the bound expires can still land; the provider's retry then becomes a duplicate
+that dedup drops.
+
+A record-level refusal (too large, corrupt, bad timestamp) says nothing about the
+broker: that one request gets `RecordRejectedError` and the producer, with every
+other request in flight, is kept. aiokafka checks `max_request_size` before
+queueing; a record the broker refuses fails only its own batch, because a record
+larger than `max_batch_size` always gets a batch of its own.
 """
 
 from __future__ import annotations
@@ -25,13 +32,32 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
-from ingress.exceptions import PublishError
+from ingress.exceptions import PublishError, RecordRejectedError
 
 __all__ = ["Publisher"]
 
 log = logging.getLogger("paystream.ingress.publisher")
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+_RECORD_LEVEL = (*_TOO_LARGE, CorruptRecordException, InvalidMessageError, InvalidTimestampError,
+                 UnsupportedForMessageFormatError)
+"""Errors about one record, not the broker: answered for that request only, never abandoning the producer."""
+
+
+def _record_rejected(exc: KafkaError) -> RecordRejectedError:
+    return RecordRejectedError(f"broker refused the record: {type(exc).__name__}: {exc}",
+                               too_large=isinstance(exc, _TOO_LARGE))
 
 
 class Publisher:
@@ -151,6 +177,8 @@ class Publisher:
             async with asyncio.timeout(self._timeout_s):
                 future = await producer.send(topic, value=value, key=key, headers=list(headers))
                 metadata = await future
+        except _RECORD_LEVEL as exc:
+            raise _record_rejected(exc) from exc
         except TimeoutError as exc:
             self.last_error = "broker acknowledgement timed out"
             self._abandon(producer, self.last_error)

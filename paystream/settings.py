@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from schemas.topics import TopicCatalog
 
-__all__ = ["DEFAULT_PAYPAL_CERT_HOSTS", "Settings"]
+__all__ = ["DEFAULT_PAYPAL_CERT_HOSTS", "ENVELOPE_OVERHEAD_BYTES", "KAFKA_DEFAULT_MESSAGE_MAX_BYTES", "Settings"]
 
 DEFAULT_PAYPAL_CERT_HOSTS = (
     "api.paypal.com",
@@ -25,6 +25,11 @@ DEFAULT_PAYPAL_CERT_HOSTS = (
     "api-m.sandbox.paypal.com",
 )
 MIN_DEDUP_TTL_S = 259_200  # 72 h: the providers' retry horizon
+KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_048_588
+"""Apache Kafka's default `message.max.bytes` (broker) / `max.message.bytes` (topic): the largest record batch."""
+ENVELOPE_OVERHEAD_BYTES = 68 * 1024
+"""What a `WebhookEnvelope` record adds to its body, bounded: the kept request headers (the ingress caps a
+request head at 64 KiB) plus ids, key, Kafka headers and batch framing (well under 4 KiB)."""
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -67,7 +72,11 @@ class Settings(BaseSettings):
         default_factory=dict, description="comma list of source=whsec_… pairs; a source may repeat (rotation)"
     )
     standard_tolerance_s: int = Field(300, ge=1)
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="capped at KAFKA_MAX_MESSAGE_BYTES minus the "
+                                                                 "envelope overhead (see body_limit_bytes)")
+    kafka_max_message_bytes: int = Field(KAFKA_DEFAULT_MESSAGE_MAX_BYTES, ge=ENVELOPE_OVERHEAD_BYTES + 1024,
+                                         description="the raw topic's max.message.bytes (Kafka's default); raise "
+                                                     "it with the broker/topic config to accept larger bodies")
 
     # Ingress: publishing
     publish_timeout_s: float = Field(5.0, gt=0, description="broker ack bound before answering 503")
@@ -178,6 +187,16 @@ class Settings(BaseSettings):
     @property
     def resolved_paypal_cert_cache_dir(self) -> Path:
         return self.paypal_cert_cache_dir or self.data_dir / "paypal-certs"
+
+    @property
+    def body_limit_bytes(self) -> int:
+        """The ingress's 413 limit: MAX_BODY_BYTES, capped so every accepted body's envelope fits on the broker."""
+        return min(self.max_body_bytes, self.kafka_max_message_bytes - ENVELOPE_OVERHEAD_BYTES)
+
+    @property
+    def publish_max_request_size(self) -> int:
+        """The ingress producer's `max_request_size`: the largest envelope an accepted body can make."""
+        return self.body_limit_bytes + ENVELOPE_OVERHEAD_BYTES
 
     def to_env(self) -> dict[str, str]:
         """The `PAYSTREAM_*` variables that recreate these settings in a child process."""

@@ -3,8 +3,10 @@
 Two wire formats:
 
 * **Avro single-object encoding** (the default): ``C3 01`` + the schema's
-  CRC-64-AVRO fingerprint (8 bytes, little-endian) + the Avro binary body.
-  Self-describing without any service, so the embedded broker needs nothing else.
+  CRC-64-AVRO fingerprint (8 bytes, little-endian, as the spec says) + the Avro
+  binary body. Self-describing without any service, so the embedded broker needs
+  nothing else. Releases before issue 14 wrote the fingerprint byte-reversed;
+  readers accept that order too, so records already on a topic still decode.
 * **Confluent wire format** when a schema registry is configured: ``00`` + the
   registry's schema id (4 bytes, big-endian) + the Avro binary body.
 
@@ -72,7 +74,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 def _fingerprint(parsed: Schema) -> bytes:
-    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))[::-1]
+    """The spec's little-endian CRC-64-AVRO bytes (fastavro's hex is already in that order)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
 class AvroSerde(Generic[R]):
@@ -89,6 +92,7 @@ class AvroSerde(Generic[R]):
         self.raw_schema = load_schema(record_type.AVRO_NAME)
         self.schema = fastavro.parse_schema(self.raw_schema)
         self.fingerprint = _fingerprint(self.schema)
+        self._legacy_fingerprint = self.fingerprint[::-1]  # the pre-issue-14 (reversed) header
         self._registry = registry
         self._subject = subject
         self._schema_id: int | None = None
@@ -106,6 +110,12 @@ class AvroSerde(Generic[R]):
             self._header = CONFLUENT_MAGIC + struct.pack(">I", self._schema_id)
         return self._header
 
+    def use_schema_id(self, schema_id: int) -> None:
+        """Write Confluent framing with an id registered elsewhere (asynchronously, before serving)."""
+        self._schema_id = schema_id
+        self._writers_by_id[schema_id] = self.schema
+        self._header = CONFLUENT_MAGIC + struct.pack(">I", schema_id)
+
     def encode(self, record: R) -> bytes:
         header = self._ensure_registered() if self._registry is not None else self._header
         out = bytearray(header)
@@ -118,7 +128,7 @@ class AvroSerde(Generic[R]):
     def _writer_for(self, data: bytes) -> tuple[Schema | None, int]:
         """The writer schema (None: our own, use the compiled decoder) and where the body starts."""
         if data[:2] == SINGLE_OBJECT_MAGIC:
-            if data[2:10] != self.fingerprint:
+            if data[2:10] not in (self.fingerprint, self._legacy_fingerprint):
                 raise DecodeError(
                     f"unknown writer schema fingerprint {data[2:10].hex()} for {self.record_type.__name__}"
                 )

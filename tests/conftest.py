@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.ingress",
     "tests.fixtures.streams",
     "tests.fixtures.databases",
+    "tests.fixtures.registry",
 ]
 
 SHARED = Path(__file__).resolve().parent / "fixtures"

@@ -94,9 +94,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody | RouteNotFound,
           "description": "unknown source (or a source that contains `/`, answered by the router)"},
     408: {"model": ErrorBody, "description": "body not received in time"},
-    413: {"model": ErrorBody, "description": "body larger than PAYSTREAM_MAX_BODY_BYTES"},
+    413: {"model": ErrorBody, "description": "body larger than the limit (`body_too_large`: PAYSTREAM_MAX_BODY_BYTES, "
+                                             "capped so the envelope fits the broker), or an event too large to "
+                                             "store (`record_too_large`)"},
     415: {"model": ErrorBody, "description": "content type is not JSON"},
-    503: {"model": ErrorBody, "description": "the broker did not acknowledge; retry after Retry-After seconds"},
+    503: {"model": ErrorBody, "description": "the broker did not acknowledge (`broker_unavailable`), refused this "
+                                             "record (`record_refused`), or the schema registry is unavailable "
+                                             "(`registry_unavailable`); retry after Retry-After seconds"},
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from tests.connectors.factories import (
     EVENTS,
     EVENTS_SQL,
     PAYMENTS_SQL,
+    STATES,
     WINDOWS_SQL,
     Feed,
     event,
@@ -90,6 +93,38 @@ async def test_lands_the_topics_exactly_dead_letters_rejects_and_serves_metrics(
     assert samples['paystream_sink_end_to_end_seconds_bucket{le="300.0"}'] == 0
     assert "paystream_sink_ready 1.0" in text
     assert f'paystream_sink_consumer_lag{{topic="{feed.catalog.events}"}}' in text
+
+
+async def test_a_10kb_payment_id_is_dead_lettered_and_the_sink_stays_ready(
+    kafka: Any, topic_catalog_factory: Callable[..., TopicCatalog], sink_backend: Db, runner_factory: RunnerFactory,
+) -> None:
+    """Issue 14: PostgreSQL refused the row (SQLSTATE 54000) and the sink retried it for ever, never ready."""
+    feed = Feed(topic_catalog_factory())
+    await ensure_topics(kafka.bootstrap, feed.catalog)
+    long_id = secrets.token_hex(5120)  # incompressible: PostgreSQL cannot index it
+    long_event = replace(event(500), payment_id=long_id)
+    long_state = replace(state(7, 1), payment_id=long_id)
+    bad = [feed.raw(feed.catalog.events, f"stripe:{long_id}", EVENTS.encode(long_event)),
+           feed.raw(feed.catalog.state, f"stripe:{long_id}", STATES.encode(long_state))]
+    if sink_backend.kind == "postgresql":  # an over-long indexed value the sink does not bound: the database refuses
+        huge_status = replace(state(80, 1), status=secrets.token_hex(5120))
+        bad.append(feed.raw(feed.catalog.state, "stripe:pay_80", STATES.encode(huge_status)))
+    good = [feed.event(event(i)) for i in range(60)] + [feed.state(state(p, 1)) for p in range(10)]
+    await send_all(kafka.bootstrap, [*good[:30], *bad, *good[30:]])
+
+    sink = await runner_factory(sink_settings(kafka.bootstrap, feed.catalog, sink_backend.url))
+    await eventually(lambda: exact(sink_backend, feed) and sink_backend.count("dead_letters") == len(bad),
+                     what="good rows landed, the over-long ones dead-lettered")
+    await assert_fully_committed(sink_backend, kafka.bootstrap, feed.catalog)
+    rows = sink_backend.rows("SELECT original_topic, original_key, stage, exception_class FROM dead_letters")
+    expected = {(feed.catalog.events, f"stripe:{long_id}", "sink", "IdTooLongError"),
+                (feed.catalog.state, f"stripe:{long_id}", "sink", "IdTooLongError")}
+    if sink_backend.kind == "postgresql":
+        expected.add((feed.catalog.state, "stripe:pay_80", "sink", "ProgramLimitExceeded"))
+    assert set(rows) == expected
+    assert sink.runner.ready
+    assert sink.runner.metrics.paused._value.get() == 0
+    assert sink.runner.metrics.db_errors.labels("unavailable")._value.get() == 0
 
 
 async def test_restart_resumes_from_the_stored_offsets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import struct
 from typing import Any
@@ -60,6 +61,63 @@ def test_single_object_encoding_header() -> None:
     assert data[:2] == b"\xc3\x01"
     assert data[2:10] == serde.fingerprint
     assert len(set(AvroSerde(t).fingerprint for t in (WebhookEnvelope, PaymentEvent, PaymentState))) == 3
+
+
+_CRC64_EMPTY = 0xC15D213AA4D7A795
+
+
+def _crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO written out from the Avro specification ("Schema Fingerprints"), not from our code."""
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
+        table.append(fp)
+    fp = _CRC64_EMPTY
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def test_spec_crc64_matches_the_published_null_fingerprint() -> None:
+    # the specification's worked example: "null" -> 7195948357588979594, little-endian 8a 8f 25 cc e7 24 dd 63
+    assert _crc64_avro(b'"null"') == 7195948357588979594
+    assert (7195948357588979594).to_bytes(8, "little") == bytes.fromhex("8a8f25cce724dd63")
+
+
+@pytest.mark.parametrize("record_type", [WebhookEnvelope, PaymentEvent, PaymentState, LedgerEntry,
+                                         ReconciliationWindow])
+def test_single_object_header_is_the_spec_little_endian_fingerprint(record_type: type[Any]) -> None:
+    from fastavro import parse_schema
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+    canonical = to_parsing_canonical_form(parse_schema(load_schema(record_type.AVRO_NAME)))
+    expected = _crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
+    assert expected == bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # fastavro's own API agrees
+    assert AvroSerde(record_type).fingerprint == expected
+
+
+def test_a_spec_reader_resolves_our_header() -> None:
+    """Read the header as a Java/Go/Rust single-object decoder does: magic, then a little-endian long."""
+    from fastavro import parse_schema, schemaless_reader
+    from fastavro.schema import to_parsing_canonical_form
+
+    data = envelope_serde().encode(envelope())
+    schema = parse_schema(load_schema(WebhookEnvelope.AVRO_NAME))
+    by_fingerprint = {_crc64_avro(to_parsing_canonical_form(schema).encode("utf-8")): schema}
+    assert data[:2] == b"\xc3\x01"
+    writer = by_fingerprint[int.from_bytes(data[2:10], "little")]
+    decoded = schemaless_reader(io.BytesIO(data[10:]), writer, None)
+    assert isinstance(decoded, dict) and decoded["provider_event_id"] == "evt_1"
+
+
+def test_records_written_with_the_old_reversed_header_still_decode() -> None:
+    serde = envelope_serde()
+    data = serde.encode(envelope())
+    legacy = data[:2] + data[2:10][::-1] + data[10:]
+    assert legacy != data
+    assert serde.decode(legacy) == serde.decode(data)
 
 
 class FakeRegistry:
