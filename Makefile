@@ -20,6 +20,8 @@ run: $(STAMP)  ## the whole pipeline on embedded defaults
 test: $(STAMP)  ## the whole test suite, with line+branch coverage of the packages (children included)
 	@scripts/ensure_browser.sh
 	@scripts/ensure_postgres.sh
+	@scripts/ensure_tools.sh
+	@scripts/kafka.sh fetch >/dev/null  # Apache Kafka jars for the [apache-kafka] runs (Maven, cached in .cache/)
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 test-faults: $(STAMP)  ## the full-size fault-injection suite; report in bench/reports/faults.md

@@ -28,9 +28,10 @@ class DeadLetterRecord:
 
 
 async def read_dead_letters(bootstrap: str, topic: str, *, stage: str | None = None,
-                            since: datetime | None = None) -> AsyncIterator[DeadLetterRecord]:
+                            since: datetime | None = None, embedded: bool = True) -> AsyncIterator[DeadLetterRecord]:
     """Every dead letter currently on `topic`, oldest first per partition, optionally filtered."""
-    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                              embedded=embedded)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(await consumer._client._wait_on_metadata(topic))]

@@ -32,7 +32,7 @@ from typing import Any
 
 from paystream.broker import IncarnationMarker, fetch_high_watermarks
 
-__all__ = ["install_embedded_broker_compat", "reset_stale_state"]
+__all__ = ["embedded_broker_compat_installed", "install_embedded_broker_compat", "reset_stale_state"]
 
 log = logging.getLogger("paystream.streams.compat")
 _installed = False
@@ -54,6 +54,13 @@ def install_embedded_broker_compat() -> None:
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
 
     _installed = True
+
+
+def embedded_broker_compat_installed() -> bool:
+    """Whether this process runs Faust with the `_highwaters` patch (only ever with the embedded broker)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    return getattr(AIOKafkaConsumerThread._highwaters, "__module__", "") == __name__
 
 
 def reset_stale_state(datadir: Path, cluster_id: str) -> bool:

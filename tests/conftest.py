@@ -1,10 +1,14 @@
-"""Root fixtures: one Kafka broker per test session, and factories around it.
+"""Root fixtures: Kafka brokers per test session, and factories around them.
 
 By default a fresh embedded broker (Tansu) is started on a free port and is
 guaranteed to be stopped when the session ends, even after failures (and the
 kernel kills it if pytest itself dies). `--kafka-bootstrap HOST:PORT` or
 `PAYSTREAM_KAFKA_BOOTSTRAP` point the suite at an existing cluster instead;
 `--kafka-docker` starts Apache Kafka with testcontainers (needs Docker).
+
+Tests marked `both_brokers` run twice, on the embedded broker (`[embedded]`) and on a
+session-wide single-node Apache Kafka started from Maven-fetched jars (`[apache-kafka]`,
+see `tests/fixtures/apache_kafka.py`); `kafka_cluster_factory` starts replicated clusters.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from _pytest.nodeid import coerce_node_id
 
 from paystream.broker import EmbeddedBroker, fetch_cluster_id
 from schemas.topics import TopicCatalog, ensure_topics
+from tests.fixtures.apache_kafka import ApacheKafka
+
+EMBEDDED, APACHE_KAFKA = "embedded", "apache-kafka"
 
 pytest_plugins = [
     "tests.fixtures.kafka",
@@ -41,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--postgres-url", default=os.environ.get(
         "PAYSTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
                     help="PostgreSQL used by postgres-marked tests")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`both_brokers` tests get one run per broker; the id suffix says which one it was."""
+    if metafunc.definition.get_closest_marker("both_brokers") is not None and "kafka" in metafunc.fixturenames:
+        metafunc.parametrize("kafka", [EMBEDDED, APACHE_KAFKA], indirect=True, ids=[EMBEDDED, APACHE_KAFKA])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -67,10 +80,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @dataclass
 class KafkaTarget:
-    """The broker the session talks to."""
+    """The broker a test talks to; `is_embedded` decides whether the embedded-broker workarounds apply."""
 
     bootstrap: str
     embedded: EmbeddedBroker | None
+    name: str = EMBEDDED
+    apache: ApacheKafka | None = None
 
     @property
     def is_embedded(self) -> bool:
@@ -89,14 +104,48 @@ def _docker_kafka() -> Iterator[KafkaTarget]:
     except Exception as exc:
         pytest.skip(f"--kafka-docker needs a running Docker engine: {exc}")
     with KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as container:
-        yield KafkaTarget(container.get_bootstrap_server(), None)
+        yield KafkaTarget(container.get_bootstrap_server(), None, name="docker-kafka")
+
+
+@pytest.fixture
+def kafka(request: pytest.FixtureRequest) -> KafkaTarget:
+    """The session broker: the default one, or Apache Kafka for a `both_brokers` test's second run."""
+    which = getattr(request, "param", EMBEDDED)
+    target: KafkaTarget = request.getfixturevalue("apache_kafka" if which == APACHE_KAFKA else "default_kafka")
+    return target
 
 
 @pytest.fixture(scope="session")
-def kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaTarget]:
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaTarget]:
+    """One combined broker+controller Apache Kafka node per session (so per xdist worker)."""
+    node = ApacheKafka(tmp_path_factory.mktemp("apache-kafka"), nodes=1)
+    node.start()
+    try:
+        yield KafkaTarget(node.bootstrap, None, name=APACHE_KAFKA, apache=node)
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def kafka_cluster_factory(tmp_path: Path) -> Iterator[Callable[..., ApacheKafka]]:
+    """Started Apache Kafka clusters (default 3 nodes: RF 3, min.insync.replicas 2); all killed afterwards."""
+    started: list[ApacheKafka] = []
+
+    def make(nodes: int = 3, **overrides: str) -> ApacheKafka:
+        cluster = ApacheKafka(tmp_path / f"kafka-{len(started)}", nodes=nodes, overrides=overrides)
+        started.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def default_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaTarget]:
     bootstrap = request.config.getoption("--kafka-bootstrap")
     if bootstrap:
-        yield KafkaTarget(bootstrap, None)
+        yield KafkaTarget(bootstrap, None, name="external")
         return
     if request.config.getoption("--kafka-docker"):
         yield from _docker_kafka()

@@ -131,9 +131,20 @@ async def fetch_high_watermarks(
 
 
 class CompatConsumer(AIOKafkaConsumer):  # type: ignore[misc]
-    """An AIOKafkaConsumer whose `end_offsets` is right on the embedded broker."""
+    """An AIOKafkaConsumer whose `end_offsets` is right on the embedded broker.
+
+    `embedded=False` makes it a plain AIOKafkaConsumer: Apache Kafka's ListOffsets is right, and
+    under `read_committed` the end that matters is the last stable offset, not the high watermark.
+    The default stays True for callers that do not say (they were written for the embedded broker).
+    """
+
+    def __init__(self, *topics: str, embedded: bool = True, **options: Any) -> None:
+        super().__init__(*topics, **options)
+        self.embedded = embedded
 
     async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         partitions = list(partitions)
         listed: dict[TopicPartition, int] = await super().end_offsets(partitions)
+        if not self.embedded:
+            return listed
         return await fetch_high_watermarks(self, partitions, listed)

@@ -33,7 +33,8 @@ def _since(value: str | None) -> datetime | None:
 async def _collect(settings: Settings, stage: str | None, since: datetime | None, limit: int | None
                    ) -> list[DeadLetterRecord]:
     found: list[DeadLetterRecord] = []
-    async for record in read_dead_letters(settings.kafka_bootstrap, settings.topics.dlq, stage=stage, since=since):
+    async for record in read_dead_letters(settings.kafka_bootstrap, settings.topics.dlq, stage=stage, since=since,
+                                          embedded=settings.uses_embedded_broker):
         found.append(record)
     found.sort(key=lambda r: r.info.failed_at)
     return found[-limit:] if limit else found

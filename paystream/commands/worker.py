@@ -23,7 +23,7 @@ def worker(port: int | None, worker_id: str | None) -> None:
     import faust
 
     from streams.app import create_worker, worker_datadir
-    from streams.compat import reset_stale_state
+    from streams.compat import embedded_broker_compat_installed, reset_stale_state
 
     overrides: dict[str, object] = {}
     if port is not None:
@@ -55,7 +55,9 @@ def worker(port: int | None, worker_id: str | None) -> None:
     async def announce_ready() -> None:
         await startup_finished()
         log.info("worker ready", extra={"port": settings.worker_port, "partitions": settings.partitions,
-                                        "reconciliation": settings.reconciliation})
+                                        "reconciliation": settings.reconciliation,
+                                        "embedded_broker": settings.uses_embedded_broker,
+                                        "embedded_broker_compat": embedded_broker_compat_installed()})
 
     runner.on_startup_finished = announce_ready  # type: ignore[method-assign]  # Faust hands it to the app
     runner.execute_from_commandline()

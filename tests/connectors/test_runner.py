@@ -46,6 +46,7 @@ async def assert_fully_committed(db: Db, bootstrap: str, catalog: TopicCatalog) 
         "SELECT topic, partition, next_offset FROM sink_offsets")} == ends, what="sink_offsets at the log end")
 
 
+@pytest.mark.both_brokers
 async def test_lands_the_topics_exactly_dead_letters_rejects_and_serves_metrics(
     kafka: Any, topic_catalog_factory: Callable[..., TopicCatalog], sink_backend: Db, runner_factory: RunnerFactory,
     consumer_factory: Callable[..., Awaitable[Any]],
@@ -60,7 +61,8 @@ async def test_lands_the_topics_exactly_dead_letters_rejects_and_serves_metrics(
     garbage = feed.raw(feed.catalog.state, "stripe:pay_junk", b"not avro at all")
     await send_all(kafka.bootstrap, [*records[:150], bad_currency, garbage, *records[150:]])
 
-    sink = await runner_factory(sink_settings(kafka.bootstrap, feed.catalog, sink_backend.url))
+    sink = await runner_factory(sink_settings(kafka.bootstrap, feed.catalog, sink_backend.url,
+                                              embedded_broker=kafka.is_embedded))
     await eventually(lambda: exact(sink_backend, feed) and sink_backend.count("dead_letters") == 3,
                      what="tables equal to the topics, plus the two rejects as dead letters")
     await assert_fully_committed(sink_backend, kafka.bootstrap, feed.catalog)
@@ -127,6 +129,7 @@ async def test_a_10kb_payment_id_is_dead_lettered_and_the_sink_stays_ready(
     assert sink.runner.metrics.db_errors.labels("unavailable")._value.get() == 0
 
 
+@pytest.mark.both_brokers
 async def test_restart_resumes_from_the_stored_offsets(
     kafka: Any, topic_catalog_factory: Callable[..., TopicCatalog], db_factory: Callable[..., Db],
     runner_factory: RunnerFactory,
@@ -134,7 +137,7 @@ async def test_restart_resumes_from_the_stored_offsets(
     db = db_factory("sqlite")
     feed = Feed(topic_catalog_factory())
     await ensure_topics(kafka.bootstrap, feed.catalog)
-    settings = sink_settings(kafka.bootstrap, feed.catalog, db.url)
+    settings = sink_settings(kafka.bootstrap, feed.catalog, db.url, embedded_broker=kafka.is_embedded)
     await send_all(kafka.bootstrap, [feed.event(event(i)) for i in range(100)])
     first = await runner_factory(settings)
     await eventually(lambda: exact(db, feed), what="first run landed")

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from ingress.signing import sign_standard, sign_stripe
 from schemas.serde import envelope_serde
 from tests.fixtures.ingress import STANDARD_SECRET, STRIPE_SECRET
 from tests.fixtures.kafka import drain
+
+pytestmark = pytest.mark.both_brokers
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
 

@@ -1,4 +1,7 @@
-"""A real worker process on the embedded broker: events, states, dead letters and ops views."""
+"""A real worker process on the session broker: events, states, dead letters and ops views.
+
+Runs on both brokers: the embedded one (with its workarounds) and Apache Kafka (with none).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from paystream.dev.scenarios import scenario, stripe_payment_intent
 from schemas.dlq import parse_dlq_headers
 from schemas.serde import payment_event_serde, payment_state_serde
 from tests.fixtures.kafka import drain
 from tests.fixtures.streams import OPS_TOKEN, EnvelopeFactory, WorkerProcess
+
+pytestmark = pytest.mark.both_brokers
 
 T0 = 1_790_000_000
 

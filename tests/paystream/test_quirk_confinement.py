@@ -1,0 +1,99 @@
+"""The embedded broker's workarounds run only when PAYSTREAM_EMBEDDED_BROKER is true (issue 15).
+
+Apache Kafka has none of the quirks, and some workarounds would be wrong there: the high watermark
+that `CompatConsumer` reads is past the last stable offset under `read_committed`, and idempotence
+is what Apache Kafka's producers should have. These tests start real processes on Apache Kafka and
+check that nothing of the compatibility layer is installed or called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from paystream.broker import CompatConsumer, consumer_group_options, faust_broker_options, producer_options
+from paystream.broker import compat as broker_compat
+from schemas.topics import TopicCatalog, ensure_topics
+from tests.fixtures.streams import WorkerProcess
+
+pytestmark = pytest.mark.broker
+
+PROBE = """
+import json, sys
+from paystream.settings import Settings
+from streams.app import create_worker
+from streams.compat import embedded_broker_compat_installed
+settings = Settings.from_env(data_dir=sys.argv[1])
+app = create_worker(settings).app
+print(json.dumps({"patched": embedded_broker_compat_installed(),
+                  "guarantee": str(app.conf.processing_guarantee),
+                  "session_timeout_s": app.conf.broker_session_timeout}))
+"""
+
+
+def probe_worker(tmp_path: Path, embedded: str) -> dict[str, Any]:
+    """Build the Faust app in a fresh interpreter (the patch is process-wide) and report what it installed."""
+    env = {"PATH": "/usr/bin:/bin", "PAYSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9", "PAYSTREAM_EMBEDDED_BROKER": embedded}
+    result = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / embedded)], env=env, capture_output=True,
+                            text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[2])
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_the_faust_highwaters_patch_follows_the_setting(tmp_path: Path) -> None:
+    assert probe_worker(tmp_path, "false")["patched"] is False
+    assert probe_worker(tmp_path, "true")["patched"] is True
+
+
+def test_the_client_options_have_no_workaround_for_apache_kafka() -> None:
+    assert producer_options(embedded=False)["enable_idempotence"] is True
+    group = consumer_group_options(embedded=False)
+    assert group["fetch_max_wait_ms"] == 500  # aiokafka's default: Apache Kafka wakes a waiting Fetch
+    assert group["session_timeout_ms"] > broker_compat.EMBEDDED_SESSION_TIMEOUT_MS
+    assert faust_broker_options(embedded=False)["broker_session_timeout"] > 10
+
+
+@pytest.mark.both_brokers
+def test_a_worker_on_the_session_broker_reports_its_workarounds(
+        kafka: Any, worker_factory: Callable[..., WorkerProcess]) -> None:
+    """A real `paystream worker`: patched on the embedded broker, untouched on Apache Kafka."""
+    worker = worker_factory()
+    [ready] = [line for line in worker.log_path.read_text().splitlines() if "worker ready" in line]
+    assert f"embedded_broker={kafka.is_embedded}" in ready, ready
+    assert f"embedded_broker_compat={kafka.is_embedded}" in ready, ready
+
+
+async def test_compat_consumer_is_a_plain_consumer_on_apache_kafka(
+        apache_kafka: Any, topic_catalog_factory: Callable[..., TopicCatalog],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multi-record batches (the shape of quirk 2): ListOffsets alone is right, no Fetch is sent for it."""
+    catalog = topic_catalog_factory(partitions=2)
+    await ensure_topics(apache_kafka.bootstrap, catalog)
+    producer = AIOKafkaProducer(bootstrap_servers=apache_kafka.bootstrap,
+                                **producer_options(embedded=False, linger_ms=20))
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(catalog.raw, b"v", key=b"k%d" % i, partition=i % 2)
+                               for i in range(500)])
+    finally:
+        await producer.stop()
+
+    async def no_fetch(*args: Any) -> Any:
+        raise AssertionError("the embedded-broker high-watermark Fetch ran against Apache Kafka")
+
+    monkeypatch.setattr(broker_compat, "fetch_high_watermarks", no_fetch)
+    consumer = CompatConsumer(bootstrap_servers=apache_kafka.bootstrap, embedded=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(catalog.raw, 0), TopicPartition(catalog.raw, 1)])
+    finally:
+        await consumer.stop()
+    assert sorted(ends.values()) == [250, 250]
