@@ -105,6 +105,7 @@ _PAYMENT_COLUMNS = (
     "payment_id", "provider", "status", "amount_minor", "captured_minor", "refunded_minor", "disputed_minor",
     "currency", "created_at", "updated_at", "version", "last_event_key",
     "created_at_ms", "updated_at_ms", "status_at", "status_at_ms", "flags", "incarnation",
+    "authorized_minor", "refund_pending_minor", "dispute_status", "dispute_count",
 )
 _PAYMENT_KEY = ("payment_id", "provider")
 # The version guard: an older or equal version never overwrites a newer one, except
@@ -197,6 +198,8 @@ def payment_row(s: Mapping[str, Any], incarnation: str, a: Adapters) -> Row:
         s["disputed_minor"], s["currency"], a.timestamp(created), a.timestamp(updated), s["version"],
         s["last_event_key"], to_epoch_ms(created), to_epoch_ms(updated), a.timestamp(status_at),
         to_epoch_ms(status_at), a.json(s["flags"]), incarnation,
+        s.get("authorized_minor", 0), s.get("refund_pending_minor", 0), s.get("dispute_status"),
+        s.get("dispute_count", 0),
     )
 
 

@@ -73,6 +73,14 @@ def load_schema(name: str) -> dict[str, Any]:
     return loaded
 
 
+def previous_schemas(name: str) -> list[dict[str, Any]]:
+    """Earlier versions of `<name>` (`schemas/avro/previous/<name>.<n>.avsc`): records written with
+    them, still on topics and in tables, are read through Avro schema resolution."""
+    folder = resources.files("schemas").joinpath("avro", "previous")
+    found = sorted(f.name for f in folder.iterdir() if f.name.startswith(f"{name}.") and f.name.endswith(".avsc"))
+    return [json.loads(folder.joinpath(n).read_text("utf-8")) for n in found]
+
+
 def _fingerprint(parsed: Schema) -> bytes:
     """The spec's little-endian CRC-64-AVRO bytes (fastavro's hex is already in that order)."""
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
@@ -97,6 +105,10 @@ class AvroSerde(Generic[R]):
         self._subject = subject
         self._schema_id: int | None = None
         self._writers_by_id: dict[int, Schema] = {}
+        self._previous: dict[bytes, Schema] = {}
+        for raw in previous_schemas(record_type.AVRO_NAME):
+            parsed = fastavro.parse_schema(raw)
+            self._previous[_fingerprint(parsed)] = self._previous[_fingerprint(parsed)[::-1]] = parsed
         self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._encode = compile_encoder(self.schema)
         self._decode = compile_decoder(self.schema)
@@ -129,6 +141,9 @@ class AvroSerde(Generic[R]):
         """The writer schema (None: our own, use the compiled decoder) and where the body starts."""
         if data[:2] == SINGLE_OBJECT_MAGIC:
             if data[2:10] not in (self.fingerprint, self._legacy_fingerprint):
+                previous = self._previous.get(data[2:10])
+                if previous is not None:
+                    return previous, 10
                 raise DecodeError(
                     f"unknown writer schema fingerprint {data[2:10].hex()} for {self.record_type.__name__}"
                 )

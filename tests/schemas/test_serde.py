@@ -177,3 +177,42 @@ def test_millisecond_clock_round_trips(ms: int) -> None:
     from schemas.clock import to_epoch_ms
 
     assert to_epoch_ms(from_epoch_ms(ms)) == ms
+
+
+@pytest.mark.parametrize("header_order", ["spec", "reversed"])
+def test_records_of_the_previous_schema_version_still_decode(header_order: str) -> None:
+    """A PaymentState/PaymentEvent written before money parts existed (schema v1, still on topics and in
+    RocksDB) reads through Avro resolution: new fields take their defaults."""
+    from fastavro import parse_schema, schemaless_writer
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+    from schemas.serde import payment_event_serde, payment_state_serde, previous_schemas
+
+    t = from_epoch_ms(1_790_000_000_000)
+    old_state = {"payment_id": "pi_1", "provider": "stripe", "status": "refunded", "amount_minor": 2000,
+                 "captured_minor": 2000, "refunded_minor": 2000, "disputed_minor": 0, "currency": "USD",
+                 "created_at": t, "updated_at": t, "last_event_key": "stripe:evt_2", "version": 2, "flags": [],
+                 "status_at": t, "refunds": {"re_1": 2000}, "ignored_events": [], "traceparent": None,
+                 "history": [{"event_key": "stripe:evt_2", "event_type": "refund.created", "kind": "refund",
+                              "status": "partially_refunded", "amount_minor": 2000, "occurred_at": t,
+                              "moved_status": True}]}
+    old_event = {"event_key": "stripe:evt_2", "payment_id": "pi_1", "provider": "stripe", "event_type": "x",
+                 "kind": "refund", "status": None, "amount_minor": 5, "currency": "USD", "occurred_at": t,
+                 "provider_status": None, "related_ids": {"refund": "re_1"}, "refunded_total_minor": None,
+                 "envelope_id": "e", "received_at": t, "livemode": None, "traceparent": None}
+    for name, serde, value in (("payment_state", payment_state_serde(), old_state),
+                               ("payment_event", payment_event_serde(), old_event)):
+        (raw,) = previous_schemas(name)
+        parsed = parse_schema(raw)
+        fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+        out = io.BytesIO()
+        schemaless_writer(out, parsed, value)
+        header = b"\xc3\x01" + (fp if header_order == "spec" else fp[::-1])
+        assert header[2:] != serde.fingerprint
+        decoded = serde.decode(header + out.getvalue())
+        assert decoded.payment_id == "pi_1"
+        if name == "payment_state":
+            assert (decoded.refunded_minor, decoded.authorized_minor, decoded.dispute_status) == (2000, 0, None)
+            assert decoded.history[0].parts == [] and decoded.history[0].related_ids == {}
+        else:
+            assert decoded.parts == [] and decoded.related_ids == {"refund": "re_1"}
