@@ -2,6 +2,8 @@
 
 Bodies follow the shapes in `shared/reference/providers.md` (Stripe API 2022-11-15+
 objects; PayPal v2 captures/refunds; disputes), with the fields the normalizers read.
+`Delivery.payment_id` is the canonical payment (Stripe's PaymentIntent, PayPal's order).
+Every money shape, including Stripe's pre-2022 one, is in `paystream/dev/stories.py`.
 """
 
 from __future__ import annotations
@@ -130,11 +132,11 @@ def paypal_capture(event_type: str, capture: str, *, order: str, amount: int, cu
     }
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": "capture",
             "resource_version": "2.0", "event_type": event_type, "summary": "capture", "resource": resource}
-    return Delivery("paypal", event_id, event_type, _dump(body), capture)
+    return Delivery("paypal", event_id, event_type, _dump(body), order)  # the order is the payment
 
 
 def paypal_refund(event_type: str, refund: str, capture: str, *, amount: int, total_refunded: int, currency: str,
-                  when: datetime) -> Delivery:
+                  when: datetime, order: str | None = None) -> Delivery:
     event_id = f"WH-{uuid.uuid4().hex[:17].upper()}"
     resource = {
         "id": refund, "status": "COMPLETED",
@@ -146,11 +148,11 @@ def paypal_refund(event_type: str, refund: str, capture: str, *, amount: int, to
     }
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": "refund",
             "resource_version": "2.0", "event_type": event_type, "summary": "refund", "resource": resource}
-    return Delivery("paypal", event_id, event_type, _dump(body), capture)
+    return Delivery("paypal", event_id, event_type, _dump(body), order or capture)
 
 
 def paypal_dispute(event_type: str, dispute: str, capture: str, *, amount: int, currency: str, when: datetime,
-                   outcome: str | None = None) -> Delivery:
+                   outcome: str | None = None, order: str | None = None) -> Delivery:
     event_id = f"WH-{uuid.uuid4().hex[:17].upper()}"
     resource: dict[str, object] = {
         "dispute_id": dispute, "status": "RESOLVED" if outcome else "OPEN",
@@ -162,7 +164,7 @@ def paypal_dispute(event_type: str, dispute: str, capture: str, *, amount: int, 
         resource["dispute_outcome"] = {"outcome_code": outcome}
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": "dispute",
             "event_type": event_type, "summary": "dispute", "resource": resource}
-    return Delivery("paypal", event_id, event_type, _dump(body), capture)
+    return Delivery("paypal", event_id, event_type, _dump(body), order or capture)
 
 
 # Scenarios -------------------------------------------------------------------------------------------
@@ -199,15 +201,15 @@ def scenario(name: str, provider: str, *, start: datetime | None = None, amount:
         if name == "refund":
             half = amount // 2
             yield paypal_refund("PAYMENT.CAPTURE.REFUNDED", uuid.uuid4().hex[:17].upper(), capture, amount=half,
-                                total_refunded=half, currency=currency, when=at + timedelta(minutes=5))
+                                total_refunded=half, currency=currency, when=at + timedelta(minutes=5), order=order)
             yield paypal_refund("PAYMENT.CAPTURE.REFUNDED", uuid.uuid4().hex[:17].upper(), capture,
                                 amount=amount - half, total_refunded=amount, currency=currency,
-                                when=at + timedelta(minutes=10))
+                                when=at + timedelta(minutes=10), order=order)
         elif name == "dispute":
             dispute = f"PP-D-{rng.randint(10000, 99999)}"
             yield paypal_dispute("CUSTOMER.DISPUTE.CREATED", dispute, capture, amount=amount, currency=currency,
-                                 when=at + timedelta(hours=1))
+                                 when=at + timedelta(hours=1), order=order)
             yield paypal_dispute("CUSTOMER.DISPUTE.RESOLVED", dispute, capture, amount=amount, currency=currency,
-                                 when=at + timedelta(hours=5), outcome="RESOLVED_BUYER_FAVOUR")
+                                 when=at + timedelta(hours=5), outcome="RESOLVED_BUYER_FAVOUR", order=order)
     else:
         raise ValueError(f"no scenarios for provider {provider!r}")

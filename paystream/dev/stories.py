@@ -181,7 +181,7 @@ def _stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
     return stories
 
 
-def _paypal(event_id: str, event_type: str, resource_type: str, when: datetime, resource: dict[str, object],
+def _paypal(event_id: str, event_type: str, resource_type: str, when: datetime, resource: Mapping[str, object],
             payment: str) -> Delivery:
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": resource_type,
             "resource_version": "2.0", "event_type": event_type, "summary": event_type, "resource": resource}

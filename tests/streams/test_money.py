@@ -59,9 +59,10 @@ def incremental(events: list[PaymentEvent]) -> dict[str, PaymentState]:
     states: dict[str, PaymentState] = {}
     for event in events:
         key = keys[event.event_key]
+        keyed = event
         if identify(event).payment is None and key != event.payment_key:
-            event = resolved(event, key.split(":", 1)[1])
-        new = apply_event(states.get(key), event)
+            keyed = resolved(event, key.split(":", 1)[1])
+        new = apply_event(states.get(key), keyed)
         if new is not None:
             states[key] = new
     return states

@@ -21,14 +21,13 @@ import pytest
 
 from connectors.runner import SinkRunner
 from paystream.dev.scenarios import stripe_payment_intent
-from paystream.dev.stories import AMOUNT, CURRENCY, Story, all_stories
+from paystream.dev.stories import AMOUNT, CURRENCY, all_stories
 from paystream.settings import Settings
 from schemas.records import LedgerEntry
 from schemas.serde import ledger_serde
 from schemas.topics import TopicCatalog, partition_for
 from tests.fixtures.databases import Db
 from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
-from tests.streams.test_money import row
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
