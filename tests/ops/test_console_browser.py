@@ -6,6 +6,7 @@ impossible the test skips and says why.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from ingress.signing import sign_stripe
-from paystream.dev.scenarios import stripe_payment_intent
+from paystream.dev.scenarios import stripe_dispute, stripe_payment_intent, stripe_refund
 from tests.fixtures.ingress import STRIPE_SECRET
 from tests.fixtures.streams import OPS_TOKEN
 
@@ -70,6 +71,34 @@ async def test_console_shows_health_and_finds_a_posted_payment(
             assert status == "succeeded"
             assert "1999" in await page.inner_text("#payment")
             assert "payment_intent.succeeded" in await page.inner_text("#history")
+
+            # a refund, and a dispute naming only the charge: looked up by the charge, shown on the payment
+            now = int(time.time())
+            refund = stripe_refund("refund.created", "re_console", "pi_console_demo", "ch_console", amount=500,
+                                   currency="EUR", created=now + 1)
+            dispute_body = json.loads(stripe_dispute("charge.dispute.created", "dp_console", "pi_console_demo",
+                                                     "ch_console", amount=1999, currency="EUR", created=now + 2,
+                                                     status="needs_response").body)
+            dispute_body["data"]["object"]["payment_intent"] = None
+            async with httpx.AsyncClient() as client:
+                for body in (refund.body, json.dumps(dispute_body).encode()):
+                    response = await client.post(f"{server.url}/webhooks/stripe", content=body, headers={
+                        "content-type": "application/json",
+                        "stripe-signature": sign_stripe(body, STRIPE_SECRET, int(time.time()))})
+                    assert response.status_code == 200
+            for _ in range(60):
+                await page.fill("#lookup-input", "ch_console")
+                await page.click("#lookup-button")
+                await page.wait_for_selector("#payment-status")
+                status = await page.inner_text("#payment-status")
+                if status == "disputed" and await page.query_selector("#refunds"):
+                    break
+                await page.wait_for_timeout(500)
+            assert status == "disputed"
+            assert "pi_console_demo" in await page.inner_text("#payment")
+            refunds, disputes = await page.inner_text("#refunds"), await page.inner_text("#disputes")
+            assert "re_console" in refunds and "500" in refunds and "succeeded" in refunds
+            assert "dp_console" in disputes and "1999" in disputes and "open" in disputes
             await page.screenshot(path=str(ARTIFACTS / "ops-console.png"), full_page=True)
         finally:
             await browser.close()
