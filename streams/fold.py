@@ -223,11 +223,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
 
     # refunds: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
-    for (kind, refund_id), seen in sorted(parts.items()):
-        if kind != "refund":
-            continue
-        latest = seen.latest()
-        deciders.add(seen.decider())
+    for refund_id, seen, latest in _components(parts, "refund", deciders):
         money.refunds[refund_id] = latest.amount_minor
         money.refund_states[refund_id] = latest.status
         if latest.status == "succeeded":
@@ -242,11 +238,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         deciders.add(total.event_key)
 
     # disputes
-    for (kind, dispute_id), seen in sorted(parts.items()):
-        if kind != "dispute":
-            continue
-        latest = seen.latest()
-        deciders.add(seen.decider())
+    for dispute_id, _, latest in _components(parts, "dispute", deciders):
         money.disputes[dispute_id] = latest.amount_minor
         money.dispute_states[dispute_id] = latest.status
         if latest.status in ("open", "lost"):
@@ -280,6 +272,17 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     money.ignored_events = _ignored(ordered)
     money.flags = _flags(ordered, currencies, pre_capture_amounts)
     return money
+
+
+def _components(parts: dict[tuple[str, str], _Seen], kind: str,
+                deciders: set[str]) -> list[tuple[str, _Seen, MoneyPart]]:
+    """(id, observations, latest) of every part of `kind`, by id; notes the events that decided them."""
+    found = []
+    for (part_kind, part_id), seen in sorted(parts.items()):
+        if part_kind == kind:
+            deciders.add(seen.decider())
+            found.append((part_id, seen, seen.latest()))
+    return found
 
 
 def _ignored(ordered: list[HistoryEntry]) -> list[str]:
