@@ -38,6 +38,20 @@ def window_json(window: ReconciliationWindow) -> dict[str, Any]:
     return data
 
 
+def series_json(window: ReconciliationWindow, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """One window as `/reconciliation/summary` lists it (the ops console reads these keys)."""
+    return {
+        "provider": window.provider, "currency": window.currency,
+        "window_start": window.window_start.isoformat(), "window_end": window.window_end.isoformat(),
+        "revision": window.revision, "is_correction": window.is_correction,
+        "ledger_expected_minor": window.ledger_expected_minor,
+        "provider_confirmed_minor": window.provider_confirmed_minor,
+        "captured_minor": window.captured_minor, "refunded_minor": window.refunded_minor,
+        "disputed_minor": window.disputed_minor, "net_minor": window.net_minor,
+        "failed_count": window.failed_count, "anomalies": counts or _anomalies(window),
+    }
+
+
 def _anomalies(window: ReconciliationWindow) -> dict[str, int]:
     return {"missing_at_provider": len(window.missing_at_provider),
             "unexpected_at_provider": len(window.unexpected_at_provider),
@@ -60,16 +74,7 @@ def register_reconciliation_views(worker: Worker, handle: Reconciliation) -> Non
             counts = _anomalies(window)
             for name, count in counts.items():
                 totals[name] += count
-            series.append({
-                "provider": window.provider, "currency": window.currency,
-                "window_start": window.window_start.isoformat(), "window_end": window.window_end.isoformat(),
-                "revision": window.revision, "is_correction": window.is_correction,
-                "ledger_expected_minor": window.ledger_expected_minor,
-                "provider_confirmed_minor": window.provider_confirmed_minor,
-                "captured_minor": window.captured_minor, "refunded_minor": window.refunded_minor,
-                "disputed_minor": window.disputed_minor, "net_minor": window.net_minor,
-                "failed_count": window.failed_count, "anomalies": counts,
-            })
+            series.append(series_json(window, counts))
         windows = list(feed.windows.values())
         local = handle.windows
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == handle.placements_topic}
