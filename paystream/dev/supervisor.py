@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from paystream.broker.process import _die_with_parent
+from paystream.broker.process import die_with_parent
 
 __all__ = ["ChildSpec", "Supervisor", "http_ready", "tcp_ready"]
 
@@ -90,7 +90,7 @@ class Supervisor:
         child.process = await asyncio.create_subprocess_exec(
             *child.spec.argv, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent)
+            preexec_fn=die_with_parent)
         child.pump = asyncio.create_task(self._pump(child, child.process))
 
     async def _pump(self, child: _Child, process: asyncio.subprocess.Process) -> None:
