@@ -55,6 +55,8 @@ def identify(event: PaymentEvent) -> Identity:
     related = event.related_ids
     if RESOLVED in related:
         return Identity(related[RESOLVED])
+    if event.kind == Kind.OTHER.value:
+        return Identity(event.payment_id)  # changes no payment: nothing to resolve or hold
     if event.provider == "stripe":
         return _stripe(event, related)
     if event.provider == "paypal":
