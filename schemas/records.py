@@ -138,7 +138,6 @@ class HistoryEntry:
     amount_minor: int | None = None
     received_at: datetime | None = None
     currency: str | None = None
-    provider_status: str | None = None
     related_ids: dict[str, str] = field(default_factory=dict)
     refunded_total_minor: int | None = None
     parts: list[MoneyPart] = field(default_factory=list)

@@ -53,11 +53,29 @@ CONFIRMED_STATUSES = frozenset({
 })
 """Statuses that prove the provider captured the money (refunds and disputes come after a capture)."""
 
+# plain strings: an enum's .value is a descriptor call, and the fold runs per event
+_KIND_AUTHORIZATION = Kind.AUTHORIZATION.value
+_KIND_DISPUTE = Kind.DISPUTE.value
+_KIND_OTHER = Kind.OTHER.value
+_KIND_PAYMENT = Kind.PAYMENT.value
+_KIND_REFUND = Kind.REFUND.value
+_STATUS_AUTHORIZED = Status.AUTHORIZED.value
+_STATUS_CANCELED = Status.CANCELED.value
+_STATUS_CREATED = Status.CREATED.value
+_STATUS_DISPUTED = Status.DISPUTED.value
+_STATUS_DISPUTE_LOST = Status.DISPUTE_LOST.value
+_STATUS_DISPUTE_WON = Status.DISPUTE_WON.value
+_STATUS_FAILED = Status.FAILED.value
+_STATUS_PARTIALLY_REFUNDED = Status.PARTIALLY_REFUNDED.value
+_STATUS_PROCESSING = Status.PROCESSING.value
+_STATUS_REFUNDED = Status.REFUNDED.value
+_STATUS_REQUIRES_ACTION = Status.REQUIRES_ACTION.value
+_STATUS_SUCCEEDED = Status.SUCCEEDED.value
 _RANK = {status.value: rank for status, rank in STATUS_RANK.items()}
-_PAYMENT_KINDS = frozenset({Kind.PAYMENT.value, Kind.AUTHORIZATION.value})
-_PRE_CAPTURE = frozenset({Status.CREATED.value, Status.REQUIRES_ACTION.value, Status.PROCESSING.value,
-                          Status.AUTHORIZED.value, Status.FAILED.value, Status.CANCELED.value})
-_ENDED = frozenset({Status.FAILED.value, Status.CANCELED.value})
+_PAYMENT_KINDS = frozenset({_KIND_PAYMENT, _KIND_AUTHORIZATION})
+_PRE_CAPTURE = frozenset({_STATUS_CREATED, _STATUS_REQUIRES_ACTION, _STATUS_PROCESSING,
+                          _STATUS_AUTHORIZED, _STATUS_FAILED, _STATUS_CANCELED})
+_ENDED = frozenset({_STATUS_FAILED, _STATUS_CANCELED})
 # Within one provider second, the later stage of a part wins.
 _PART_RANK: dict[str, dict[str, int]] = {
     "refund": {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2},
@@ -96,17 +114,21 @@ class Money:
     """Event keys that decided a component's status (`HistoryEntry.moved_status`)."""
 
 
+_FOLDED_IDS = ("capture", "charge", "sale", "refund", "dispute")
+
+
 def entry_of(event: PaymentEvent) -> HistoryEntry:
-    """The facts of one event that the fold reads."""
+    """The facts of one event that the fold reads (and only those: a state carries one per event)."""
+    related = event.related_ids
     return HistoryEntry(
         event_key=event.event_key, event_type=event.event_type, kind=event.kind, occurred_at=event.occurred_at,
         status=event.status, amount_minor=event.amount_minor, received_at=event.received_at,
-        currency=event.currency, provider_status=event.provider_status, related_ids=dict(event.related_ids),
+        currency=event.currency, related_ids={k: related[k] for k in _FOLDED_IDS if k in related},
         refunded_total_minor=event.refunded_total_minor, parts=list(event.parts),
     )
 
 
-_DISPUTE_OUTCOME = {Status.DISPUTED.value: "open", Status.DISPUTE_WON.value: "won", Status.DISPUTE_LOST.value: "lost"}
+_DISPUTE_OUTCOME = {_STATUS_DISPUTED: "open", _STATUS_DISPUTE_WON: "won", _STATUS_DISPUTE_LOST: "lost"}
 
 
 def _parts_of(entry: HistoryEntry) -> list[MoneyPart]:
@@ -116,15 +138,15 @@ def _parts_of(entry: HistoryEntry) -> list[MoneyPart]:
         return entry.parts
     amount, status = entry.amount_minor, entry.status
     if entry.kind in _PAYMENT_KINDS:
-        implied = {Status.SUCCEEDED.value: MoneyPart("capture", "", amount, "succeeded"),
-                   Status.AUTHORIZED.value: MoneyPart("authorization", "", amount, "open")}.get(status)
+        implied = {_STATUS_SUCCEEDED: MoneyPart("capture", "", amount, "succeeded"),
+                   _STATUS_AUTHORIZED: MoneyPart("authorization", "", amount, "open")}.get(status)
         return [implied] if implied is not None else []
-    if entry.kind == Kind.REFUND.value:
+    if entry.kind == _KIND_REFUND:
         refund_id = entry.related_ids.get("refund")
         if refund_id is None and entry.refunded_total_minor is not None:
             return []  # a total alone: counted as a total
         return [MoneyPart("refund", refund_id or f"event:{entry.event_key}", amount, "succeeded")]
-    if entry.kind == Kind.DISPUTE.value and status in _DISPUTE_OUTCOME:
+    if entry.kind == _KIND_DISPUTE and status in _DISPUTE_OUTCOME:
         return [MoneyPart("dispute", entry.related_ids.get("dispute", ""), amount, _DISPUTE_OUTCOME[status])]
     return []
 
@@ -187,7 +209,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
             currencies.append(entry.currency)
         for part in _parts_of(entry):
             parts.setdefault((part.kind, part.id), _Seen(part.kind)).add(entry, part)
-        if entry.kind == Kind.OTHER.value:
+        if entry.kind == _KIND_OTHER:
             continue
         if entry.status is not None:
             status_at = max(status_at, entry.occurred_at)
@@ -200,13 +222,13 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
                 amount_entry = entry
                 if entry.status in _PRE_CAPTURE:
                     pre_capture_amounts.add(entry.amount_minor)
-        elif entry.kind == Kind.REFUND.value:
+        elif entry.kind == _KIND_REFUND:
             if entry.refunded_total_minor is not None:
                 totals[_scope(entry)] = entry
             if entry.status is not None:
                 latest_refund_status = entry.status
 
-    money = Money(status=Status.CREATED.value, status_at=status_at, first_at=first.occurred_at,
+    money = Money(status=_STATUS_CREATED, status_at=status_at, first_at=first.occurred_at,
                   last_at=last.occurred_at, last_event_key=last.event_key, confirmed_at=confirmed_at,
                   currency=currencies[0] if currencies else None)
     money.amount_minor = amount_entry.amount_minor if amount_entry is not None else None
@@ -248,23 +270,23 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         "won" if "won" in states else None
 
     # the payment's own status, then the components over it
-    own = base.status if base is not None and base.status is not None else Status.CREATED.value
+    own = base.status if base is not None and base.status is not None else _STATUS_CREATED
     if base is not None:
         deciders.add(base.event_key)
     if money.captured_minor > 0 and own in _PRE_CAPTURE:
-        own = Status.SUCCEEDED.value
+        own = _STATUS_SUCCEEDED
     if own not in _ENDED and money.captured_minor < authorized_open:
         money.authorized_minor = authorized_open - money.captured_minor
     basis = money.captured_minor or money.amount_minor or 0
     if money.dispute_status == "open":
-        status = Status.DISPUTED.value
+        status = _STATUS_DISPUTED
     elif money.dispute_status == "lost":
-        status = Status.DISPUTE_LOST.value
+        status = _STATUS_DISPUTE_LOST
     elif money.refunded_minor > 0:
-        full = money.refunded_minor >= basis if basis else latest_refund_status == Status.REFUNDED.value
-        status = Status.REFUNDED.value if full else Status.PARTIALLY_REFUNDED.value
+        full = money.refunded_minor >= basis if basis else latest_refund_status == _STATUS_REFUNDED
+        status = _STATUS_REFUNDED if full else _STATUS_PARTIALLY_REFUNDED
     elif money.dispute_status == "won":
-        status = Status.DISPUTE_WON.value
+        status = _STATUS_DISPUTE_WON
     else:
         status = own
     money.status = status

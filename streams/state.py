@@ -22,13 +22,15 @@ from streams.fold import (
 )
 from streams.identity import identify, payment_keys, resolved
 
+_OTHER = Kind.OTHER.value
+
 __all__ = ["FLAG_CONFLICTING_AMOUNTS", "FLAG_CONFLICTING_CURRENCY", "FLAG_OUT_OF_ORDER", "apply_event",
            "fold_all", "state_of"]
 
 
 def apply_event(state: PaymentState | None, event: PaymentEvent) -> PaymentState | None:
     """The state after `event`, or None when the event changes nothing (kind other, or a replay)."""
-    if event.kind == Kind.OTHER.value:
+    if event.kind == _OTHER:
         return None
     if state is not None and any(entry.event_key == event.event_key for entry in state.history):
         return None
@@ -41,7 +43,9 @@ def state_of(provider: str, payment_id: str, history: list[HistoryEntry], *,
     """The state whose applied events are `history` (any order)."""
     money = fold(history)
     ordered = sorted(history, key=lambda e: (e.occurred_at, e.event_key))
-    entries = [replace(entry, moved_status=entry.event_key in money.deciders) for entry in ordered]
+    deciders = money.deciders
+    entries = [entry if entry.moved_status == (entry.event_key in deciders)
+               else replace(entry, moved_status=entry.event_key in deciders) for entry in ordered]
     return PaymentState(
         payment_id=payment_id,
         provider=provider,

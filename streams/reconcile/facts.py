@@ -24,16 +24,16 @@ __all__ = ["CONFIRMED_STATUSES", "ProviderFacts", "fold"]
 def _pack_entry(entry: HistoryEntry) -> list[Any]:
     return [entry.event_key, entry.event_type, entry.kind, to_epoch_ms(entry.occurred_at), entry.status,
             entry.amount_minor, None if entry.received_at is None else to_epoch_ms(entry.received_at),
-            entry.currency, entry.provider_status, entry.related_ids, entry.refunded_total_minor,
+            entry.currency, entry.related_ids, entry.refunded_total_minor,
             [[p.kind, p.id, p.amount_minor, p.status] for p in entry.parts]]
 
 
 def _unpack_entry(data: list[Any]) -> HistoryEntry:
-    key, etype, kind, occurred, status, amount, received, currency, provider_status, related, total, parts = data
+    key, etype, kind, occurred, status, amount, received, currency, related, total, parts = data
     return HistoryEntry(
         event_key=key, event_type=etype, kind=kind, occurred_at=from_epoch_ms(occurred), status=status,
         amount_minor=amount, received_at=None if received is None else from_epoch_ms(received), currency=currency,
-        provider_status=provider_status, related_ids=related, refunded_total_minor=total,
+        related_ids=related, refunded_total_minor=total,
         parts=[MoneyPart(*p) for p in parts])
 
 
