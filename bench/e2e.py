@@ -26,7 +26,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import write_report
-from paystream.broker import EmbeddedBroker, free_port
+from paystream.core.broker import EmbeddedBroker, free_port
 from paystream.dev.scenarios import Delivery, stripe_payment_intent
 from paystream.dev.sender import Signer
 

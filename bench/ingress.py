@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import write_report
 from ingress.signing import sign_stripe
-from paystream.broker import EmbeddedBroker, free_port
+from paystream.core.broker import EmbeddedBroker, free_port
 from schemas.topics import TopicCatalog, ensure_topics
 
 SECRET = "whsec_bench_secret"

@@ -42,7 +42,7 @@ from schemas.topics import partition_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paystream.broker import EmbeddedBroker, producer_options
+from paystream.core.broker import EmbeddedBroker, producer_options
 from paystream.dev.scenarios import scenario
 from schemas.records import LedgerEntry, PaymentEvent, WebhookEnvelope
 from schemas.serde import ledger_serde, payment_event_serde, reconciliation_serde

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import write_report
 from connectors.migrations import upgrade
 from connectors.runner import SWITCH_INTERVAL_S, SinkRunner
-from paystream.broker import EmbeddedBroker, producer_options
-from paystream.settings import Settings
+from paystream.core.broker import EmbeddedBroker, producer_options
+from paystream.core.settings import Settings
 from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import payment_event_serde, payment_state_serde
 from schemas.topics import TopicCatalog, ensure_topics

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import write_report
-from paystream.broker import EmbeddedBroker, free_port, producer_options
+from paystream.core.broker import EmbeddedBroker, free_port, producer_options
 from paystream.dev.scenarios import scenario
 from schemas.clock import now_ms
 from schemas.records import WebhookEnvelope
@@ -101,7 +101,7 @@ async def plain_loop(bootstrap: str, source: str, target: str, count: int) -> fl
 
 FORWARD_APP = '''
 import os, time, faust
-from paystream.broker.compat import faust_broker_options
+from paystream.core.broker.compat import faust_broker_options
 from streams.compat import install_embedded_broker_compat
 install_embedded_broker_compat()
 app = faust.App("bench-forward-%s" % os.environ["RUN"], broker="kafka://" + os.environ["BS"], store="memory://",

@@ -30,8 +30,8 @@ from connectors.exceptions import SinkBackpressureError, SinkConfigError
 from connectors.metrics import MetricsServer, SinkMetrics
 from connectors.migrations import check_schema, upgrade
 from connectors.targets import create_sink
-from paystream.broker import CompatConsumer, consumer_group_options, fetch_cluster_id, producer_options
-from paystream.settings import Settings
+from paystream.core.broker import CompatConsumer, consumer_group_options, fetch_cluster_id, producer_options
+from paystream.core.settings import Settings
 from schemas.dlq import dlq_headers
 from schemas.registry import HttpSchemaRegistry
 

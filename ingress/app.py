@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from ingress.context import IngressContext, build_context
 from ingress.fastpath import WebhookFastPath
 from ingress.routes import health, paypal, standard, stripe
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 
 __all__ = ["IngressApp", "create_app"]
 

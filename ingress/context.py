@@ -11,9 +11,9 @@ from ingress.publisher import Publisher
 from ingress.registration import SchemaRegistration
 from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
 from ingress.verify.certs import default_roots
-from paystream.broker import producer_options
-from paystream.settings import Settings
-from paystream.tracing import Tracer, setup_tracing
+from paystream.core.broker import producer_options
+from paystream.core.settings import Settings
+from paystream.core.tracing import Tracer, setup_tracing
 from schemas.records import WebhookEnvelope
 from schemas.registry import AsyncHttpSchemaRegistry
 from schemas.serde import AvroSerde, envelope_serde

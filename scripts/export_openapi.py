@@ -23,7 +23,7 @@ def render() -> str:
     """The OpenAPI document as committed: 2-space JSON, keys in the app's order, a final newline."""
     sys.path.insert(0, str(ROOT))
     from ingress import create_app
-    from paystream.settings import Settings
+    from paystream.core.settings import Settings
 
     # The settings only have to be valid; the document does not depend on them.
     app = create_app(Settings(kafka_bootstrap="kafka:9092"))

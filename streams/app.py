@@ -13,9 +13,9 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from paystream.broker import faust_broker_options
-from paystream.settings import Settings
-from paystream.tracing import setup_tracing
+from paystream.core.broker import faust_broker_options
+from paystream.core.settings import Settings
+from paystream.core.tracing import setup_tracing
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
 from streams.compat import install_embedded_broker_compat

@@ -3,7 +3,7 @@
 Quirk 2: Faust asks for table recovery end offsets with ListOffsets, which the
 embedded broker answers wrongly for multi-record batches. The consumer thread's
 `_highwaters` is replaced by one that reads the high watermark from a Fetch
-response through the same aiokafka client (`paystream.broker.compat`).
+response through the same aiokafka client (`paystream.core.broker.compat`).
 
 Quirk 8 (a Fetch waits out its whole max_wait even when records arrive) is NOT
 applied to Faust's worker consumer, which keeps Faust's hard-coded 1500 ms: with a
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from paystream.broker import IncarnationMarker, fetch_high_watermarks
+from paystream.core.broker import IncarnationMarker, fetch_high_watermarks
 
 __all__ = ["embedded_broker_compat_installed", "install_embedded_broker_compat", "reset_stale_state"]
 

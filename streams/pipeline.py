@@ -25,7 +25,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
-from paystream.tracing import Tracer
+from paystream.core.tracing import Tracer
 from schemas.clock import to_epoch_ms
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState

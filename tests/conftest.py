@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from _pytest.nodeid import coerce_node_id
 
-from paystream.broker import EmbeddedBroker, fetch_cluster_id
+from paystream.core.broker import EmbeddedBroker, fetch_cluster_id
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.fixtures.apache_kafka import ApacheKafka
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
 

@@ -7,9 +7,9 @@ import signal
 
 import click
 
-from paystream.broker import EmbeddedBroker
-from paystream.observability import configure_logging
-from paystream.settings import Settings
+from paystream.core.broker import EmbeddedBroker
+from paystream.core.observability import configure_logging
+from paystream.core.settings import Settings
 from schemas.topics import ensure_topics
 
 

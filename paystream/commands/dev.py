@@ -11,10 +11,10 @@ import sys
 
 import click
 
+from paystream.core.settings import Settings
 from paystream.dev.banner import banner
 from paystream.dev.secrets import DevSecrets
 from paystream.dev.supervisor import ChildSpec, Supervisor, http_ready, tcp_ready
-from paystream.settings import Settings
 
 
 def _port_or_free(port: int) -> int:

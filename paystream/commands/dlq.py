@@ -8,8 +8,8 @@ from datetime import datetime
 
 import click
 
-from paystream.dlq import DeadLetterRecord, read_dead_letters, replay_dead_letters
-from paystream.settings import Settings
+from paystream.core.dlq import DeadLetterRecord, read_dead_letters, replay_dead_letters
+from paystream.core.settings import Settings
 from schemas.dlq import DLQ_STAGES
 
 

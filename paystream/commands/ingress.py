@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from paystream.observability import configure_logging
-from paystream.settings import Settings
+from paystream.core.observability import configure_logging
+from paystream.core.settings import Settings
 
 
 @click.command()

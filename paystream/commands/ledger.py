@@ -28,7 +28,7 @@ from typing import IO, Any
 import click
 import orjson
 
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from schemas.clock import from_epoch_ms, to_epoch_ms
 from schemas.lifecycle import Provider
 from schemas.records import LedgerEntry
@@ -201,7 +201,7 @@ async def _publish(settings: Settings, entries: Iterable[LedgerEntry]) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from paystream.broker import producer_options
+    from paystream.core.broker import producer_options
     from schemas.serde import ledger_serde
     from schemas.topics import ensure_topics
 

@@ -7,10 +7,10 @@ import random
 
 import click
 
+from paystream.core.settings import Settings
 from paystream.dev.scenarios import Delivery, scenario
 from paystream.dev.secrets import DevSecrets
 from paystream.dev.sender import Sender, Signer, storm
-from paystream.settings import Settings
 
 
 @click.command()

@@ -9,8 +9,8 @@ import uuid
 import click
 
 from ingress.signing import sign_standard, sign_stripe
+from paystream.core.settings import Settings
 from paystream.dev.secrets import DevSecrets
-from paystream.settings import Settings
 
 
 @click.command()

@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from paystream.observability import configure_logging
-from paystream.settings import Settings
+from paystream.core.observability import configure_logging
+from paystream.core.settings import Settings
 
 __all__ = ["sink"]
 

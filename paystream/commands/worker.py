@@ -7,9 +7,9 @@ import logging
 
 import click
 
-from paystream.broker import fetch_cluster_id
-from paystream.observability import configure_logging
-from paystream.settings import Settings
+from paystream.core.broker import fetch_cluster_id
+from paystream.core.observability import configure_logging
+from paystream.core.settings import Settings
 from schemas.topics import ensure_topics
 
 log = logging.getLogger("paystream.worker")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from paystream.broker.process import die_with_parent
+from paystream.core.broker.process import die_with_parent
 
 __all__ = ["ChildSpec", "Supervisor", "http_ready", "tcp_ready"]
 

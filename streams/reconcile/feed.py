@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from paystream.broker import CompatConsumer
+from paystream.core.broker import CompatConsumer
 from schemas.exceptions import DecodeError
 from schemas.records import ReconciliationWindow
 from schemas.serde import AvroSerde

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from paystream.broker import consumer_fetch_options
+from paystream.core.broker import consumer_fetch_options
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import ledger_serde, reconciliation_serde
 from streams.partitioned import TABLE_OPTIONS

@@ -25,8 +25,8 @@ from connectors.base import SinkRecord
 from connectors.database import DatabaseSink
 from connectors.runner import SinkRunner
 from connectors.targets import create_sink
-from paystream.broker import CompatConsumer, producer_options
-from paystream.settings import Settings
+from paystream.core.broker import CompatConsumer, producer_options
+from paystream.core.settings import Settings
 from schemas.topics import TopicCatalog
 from tests.connectors.factories import Feed
 from tests.fixtures.databases import Db

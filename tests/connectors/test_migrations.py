@@ -13,7 +13,7 @@ import pytest
 from connectors.exceptions import SchemaNotReadyError
 from connectors.migrations import check_schema, current_revision, downgrade, head_revision, upgrade
 from connectors.runner import SinkRunner
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from tests.connectors.conftest import PAYSTREAM_BIN, Db, sink_env
 
 SINK_TABLES = {"payment_events", "payments", "reconciliation_windows", "dead_letters", "sink_offsets"}

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.exceptions import SinkConfigError
 from connectors.runner import SinkRunner
-from paystream.broker import EmbeddedBroker
+from paystream.core.broker import EmbeddedBroker
 from schemas.dlq import parse_dlq_headers
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.connectors.conftest import Db, RunningSink, end_offsets, eventually, send_all, sink_settings
@@ -186,7 +186,7 @@ async def test_new_broker_incarnation_resets_offsets_and_keeps_rows(
 
 
 def test_refuses_to_start_without_a_bootstrap(tmp_path: Any) -> None:
-    from paystream.settings import Settings
+    from paystream.core.settings import Settings
 
     with pytest.raises(SinkConfigError, match="paystream broker"):
         SinkRunner(Settings(kafka_bootstrap="", sink_url=f"sqlite:///{tmp_path}/x.db"))

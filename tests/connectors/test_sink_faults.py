@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from connectors.targets import sqlite_path
-from paystream.broker import free_port
+from paystream.core.broker import free_port
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.connectors.conftest import (
     PAYSTREAM_BIN,

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from paystream.broker import free_port
+from paystream.core.broker import free_port
 from tests.fixtures.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[2]

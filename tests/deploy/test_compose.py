@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from schemas.topics import ALL_SPECS
 from tests.deploy.conftest import DEPLOY, REPO, compose, environment_of, interpolate
 

@@ -9,7 +9,7 @@ The documented checks (each one a test below):
 6. `ENTRYPOINT ["paystream"]`: the role is the command;
 7. every COPY source exists and is let through by `Dockerfile.dockerignore`, and every package
    pyproject.toml installs is copied;
-8. EXPOSE and ENV agree with `paystream/settings.py`.
+8. EXPOSE and ENV agree with `paystream/core/settings.py`.
 `paystream-healthcheck` itself is tested against a real HTTP server.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from tests.deploy.conftest import DEPLOY, REPO
 
 DOCKERFILE = DEPLOY / "Dockerfile"

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from tests.deploy.conftest import DEPLOY, load_yaml, load_yaml_documents
 
 K8S = DEPLOY / "k8s"

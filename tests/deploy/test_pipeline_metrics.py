@@ -25,7 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingress.signing import sign_stripe
-from paystream.broker import EmbeddedBroker
+from paystream.core.broker import EmbeddedBroker
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.deploy.conftest import (
     DASHBOARD,

@@ -24,7 +24,7 @@ async def post(client: httpx.AsyncClient, url: str, event_id: str) -> httpx.Resp
 async def keys_on(bootstrap: str, topic: str, consumer_factory: Any, expected: int | None) -> list[str]:
     from aiokafka import TopicPartition
 
-    from paystream.broker import CompatConsumer
+    from paystream.core.broker import CompatConsumer
 
     consumer = CompatConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
@@ -100,7 +100,7 @@ async def test_paused_broker_never_yields_a_2xx_for_unstored_events(broker_facto
 
 async def test_starts_without_broker_and_becomes_ready(broker_factory: Any, ingress_factory: Any,
                                                        ingress_settings_factory: Any) -> None:
-    from paystream.broker import free_port
+    from paystream.core.broker import free_port
 
     port = free_port()
     server = ingress_factory(ingress_settings_factory(kafka_bootstrap=f"127.0.0.1:{port}", embedded_broker=True,

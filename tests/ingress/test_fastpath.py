@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from ingress import create_app
 from ingress.signing import sign_stripe
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from tests.ingress.test_properties import RecordingPublisher
 
 SECRET = "whsec_fastpath"

@@ -38,7 +38,7 @@ async def test_health_ready_metrics_docs(topics: Any, ingress_factory: Any, ingr
 async def test_logs_carry_ids_but_no_secrets_or_bodies(topics: Any, ingress_factory: Any,
                                                        ingress_settings_factory: Any,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    from paystream.observability import JsonFormatter
+    from paystream.core.observability import JsonFormatter
 
     server = ingress_factory(ingress_settings_factory(topic_prefix=topics.prefix))
     body = b'{"id":"evt_log","type":"charge.succeeded","data":{"object":{"card":"4242424242424242"}}}'

@@ -18,7 +18,7 @@ from ingress.signing import sign_stripe
 from ingress.verify.certs import PayPalCertStore
 from ingress.verify.standard import StandardVerifier
 from ingress.verify.stripe import parse_signature_header
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from tests.fixtures.ingress import STANDARD_SECRET, STRIPE_SECRET
 
 

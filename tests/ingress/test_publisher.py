@@ -11,8 +11,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from ingress.publisher import Publisher
 from ingress.signing import sign_stripe
-from paystream.broker import producer_options
-from paystream.settings import ENVELOPE_OVERHEAD_BYTES, KAFKA_DEFAULT_MESSAGE_MAX_BYTES
+from paystream.core.broker import producer_options
+from paystream.core.settings import ENVELOPE_OVERHEAD_BYTES, KAFKA_DEFAULT_MESSAGE_MAX_BYTES
 from schemas.serde import envelope_serde
 from tests.fixtures.ingress import STRIPE_SECRET
 from tests.fixtures.kafka import drain

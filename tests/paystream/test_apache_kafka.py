@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from paystream.broker import producer_options
+from paystream.core.broker import producer_options
 from tests.fixtures.apache_kafka import ApacheKafka
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

@@ -1,6 +1,6 @@
 """The embedded broker's lifecycle and one test per measured quirk (DESIGN.md).
 
-Each quirk test fails if its handling in `paystream/broker/` is removed.
+Each quirk test fails if its handling in `paystream/core/broker/` is removed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from paystream.broker import (
+from paystream.core.broker import (
     CompatConsumer,
     EmbeddedBroker,
     IncarnationMarker,

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paystream.broker import free_port
+from paystream.core.broker import free_port
 
 
 def children(pid: int) -> dict[int, str]:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from paystream.broker import CompatConsumer, consumer_group_options, faust_broker_options, producer_options
-from paystream.broker import compat as broker_compat
+from paystream.core.broker import CompatConsumer, consumer_group_options, faust_broker_options, producer_options
+from paystream.core.broker import compat as broker_compat
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.fixtures.streams import WorkerProcess
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.broker
 
 PROBE = """
 import json, sys
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 from streams.app import create_worker
 from streams.compat import embedded_broker_compat_installed
 settings = Settings.from_env(data_dir=sys.argv[1])

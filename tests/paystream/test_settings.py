@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from paystream.settings import Settings
+from paystream.core.settings import Settings
 
 
 def test_explicit_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

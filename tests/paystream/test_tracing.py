@@ -14,8 +14,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from ingress.signing import sign_stripe
+from paystream.core.tracing import setup_tracing
 from paystream.dev.scenarios import stripe_payment_intent
-from paystream.tracing import setup_tracing
 from tests.fixtures.ingress import STRIPE_SECRET
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from paystream.broker import free_port
+from paystream.core.broker import free_port
 from paystream.dev.scenarios import Delivery, scenario
 from schemas.clock import now_ms
 from schemas.records import WebhookEnvelope
@@ -197,7 +197,7 @@ async def test_nothing_lost_nothing_doubled_under_faults(
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
     from aiokafka import TopicPartition
 
-    from paystream.broker import CompatConsumer
+    from paystream.core.broker import CompatConsumer
 
     consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()

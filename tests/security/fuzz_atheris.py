@@ -33,7 +33,7 @@ with atheris.instrument_imports(include=["ingress", "streams", "schemas"]):
     from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
     from ingress.verify.certs import cache_file_name
     from ingress.verify.stripe import parse_signature_header
-    from paystream.settings import DEFAULT_PAYPAL_CERT_HOSTS
+    from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS
     from schemas.records import WebhookEnvelope
     from streams.normalize import NormalizeError, normalize
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Self
 
 from ingress.signing import PayPalDevSigner
-from paystream.broker import free_port
+from paystream.core.broker import free_port
 from tests.fixtures.processes import ChildProcess
 
 

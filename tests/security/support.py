@@ -35,7 +35,7 @@ from ingress.context import IngressContext
 from ingress.signing import PayPalDevSigner, pem, sign_standard, sign_stripe
 from ingress.verify import PayPalCertStore
 from ingress.verify.certs import cache_file_name, default_roots
-from paystream.settings import DEFAULT_PAYPAL_CERT_HOSTS, Settings
+from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS, Settings
 from schemas.records import WebhookEnvelope
 from schemas.serde import envelope_serde
 from tests.fixtures.vectors import load

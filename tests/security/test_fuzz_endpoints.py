@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from paystream.settings import DEFAULT_PAYPAL_CERT_HOSTS
+from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS
 from tests.security.support import (
     DOCUMENTED_STATUSES,
     ERROR_CODES,

@@ -26,7 +26,7 @@ from ingress.exceptions import VerificationError
 from ingress.signing import sign_standard, sign_stripe
 from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
 from ingress.verify.certs import cache_file_name
-from paystream.settings import DEFAULT_PAYPAL_CERT_HOSTS
+from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS
 from tests.security.support import (
     PAYPAL_LIVE,
     STANDARD_SECRET,

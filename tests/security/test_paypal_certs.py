@@ -36,7 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ingress.signing import PayPalDevSigner, make_certificate, pem
 from ingress.verify import PayPalCertStore, PayPalVerifier, VerificationError
 from ingress.verify.certs import MAX_CERT_BYTES, cache_file_name
-from paystream.settings import DEFAULT_PAYPAL_CERT_HOSTS
+from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS
 
 HOST = "api.sandbox.paypal.com"
 CERT_PATH = "/v1/notifications/certs/CERT-security"

@@ -1,4 +1,4 @@
-"""The log formatters' last line of defence (paystream/observability.py).
+"""The log formatters' last line of defence (paystream/core/observability.py).
 
 Before this suite, masking looked only at the top-level names of `extra`: a nested dict such
 as `extra={"headers": {"stripe-signature": …}}`, a dataclass (an envelope, with its body),
@@ -15,7 +15,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paystream.observability import REDACTED, ConsoleFormatter, JsonFormatter, scrub
+from paystream.core.observability import REDACTED, ConsoleFormatter, JsonFormatter, scrub
 
 SECRET = "whsec_c2VjdXJpdHktdGVzdC1zZWNyZXQ="
 SIGNATURE = "t=1790000000,v1=" + "ab" * 32

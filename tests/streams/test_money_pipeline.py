@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from connectors.runner import SinkRunner
+from paystream.core.settings import Settings
 from paystream.dev.scenarios import stripe_payment_intent
 from paystream.dev.stories import AMOUNT, CURRENCY, all_stories
-from paystream.settings import Settings
 from schemas.records import LedgerEntry
 from schemas.serde import ledger_serde
 from schemas.topics import TopicCatalog, partition_for

@@ -126,7 +126,7 @@ async def test_restart_on_a_fresh_broker_with_old_state_resets_cleanly(
     """Quirk 4: the embedded broker forgets everything; old RocksDB state must not crash the worker."""
     from aiokafka import AIOKafkaProducer
 
-    from paystream.broker import free_port
+    from paystream.core.broker import free_port
     from schemas.serde import envelope_serde
     from schemas.topics import TopicCatalog, ensure_topics
 

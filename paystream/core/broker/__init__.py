@@ -1,6 +1,6 @@
 """The embedded broker and the client-side handling of its quirks (DESIGN.md)."""
 
-from paystream.broker.compat import (
+from paystream.core.broker.compat import (
     CompatConsumer,
     consumer_fetch_options,
     consumer_group_options,
@@ -8,8 +8,8 @@ from paystream.broker.compat import (
     fetch_high_watermarks,
     producer_options,
 )
-from paystream.broker.incarnation import IncarnationMarker, fetch_cluster_id
-from paystream.broker.process import BrokerStartError, EmbeddedBroker, free_port, resolve_binary
+from paystream.core.broker.incarnation import IncarnationMarker, fetch_cluster_id
+from paystream.core.broker.process import BrokerStartError, EmbeddedBroker, free_port, resolve_binary
 
 __all__ = [
     "BrokerStartError",

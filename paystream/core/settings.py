@@ -173,7 +173,7 @@ class Settings(BaseSettings):
 
     @property
     def uses_embedded_broker(self) -> bool:
-        """Apply the embedded broker's quirk handling (see `paystream.broker.compat`)."""
+        """Apply the embedded broker's quirk handling (see `paystream.core.broker.compat`)."""
         return self.embedded_broker if self.embedded_broker is not None else not self.kafka_bootstrap
 
     @property

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from paystream.broker import CompatConsumer, producer_options
+from paystream.core.broker import CompatConsumer, producer_options
 from schemas.dlq import DeadLetterInfo, parse_dlq_headers
 
 __all__ = ["DeadLetterRecord", "read_dead_letters", "replay_dead_letters"]
