@@ -6,7 +6,6 @@ Nothing connects here; `paystream worker` starts it with a Faust `Worker`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,17 @@ from schemas.serde import envelope_serde, payment_event_serde, payment_state_ser
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
+from streams.ops import register_ops
 from streams.partitioned import TABLE_OPTIONS, PartitionedTable
 from streams.pipeline import Pipeline
+from streams.reconcile import register_reconciliation
+from streams.reconcile.views import register_disabled_reconciliation_views, register_reconciliation_views
+from streams.views import protected, register_views
+from streams.worker import Worker
 
-__all__ = ["Worker", "create_worker"]
+__all__ = ["Worker", "compose", "create_worker"]
 
 log = logging.getLogger("paystream.streams")
-
-
-@dataclass
-class Worker:
-    """The Faust app plus the pieces tests and views reach for."""
-
-    app: faust.App
-    settings: Settings
-    pipeline: Pipeline
-    registry: CollectorRegistry
-    state_table: Any
-    dedup_table: Any
-    reconciliation: Any = None
-
-    @property
-    def datadir(self) -> Path:
-        return Path(self.app.conf.datadir)
 
 
 def app_id(settings: Settings) -> str:
@@ -122,16 +109,19 @@ def create_worker(settings: Settings) -> Worker:
     async def sweep_dedup() -> None:
         await pipeline.sweep_dedup(active=pipeline.dedup.owned_partitions())
 
-    worker = Worker(app, settings, pipeline, registry, state_table, dedup_table)
-    from streams.reconcile import register_reconciliation
-    from streams.views import register_views
+    return compose(Worker(app, settings, pipeline, registry, state_table, dedup_table))
 
-    if settings.reconciliation:
+
+def compose(worker: Worker) -> Worker:
+    """The worker's parts, assembled in this one place: reconciliation, the ops views and the console.
+
+    The parts take the `Worker` they are registered on and never import this module."""
+    if worker.settings.reconciliation:
         worker.reconciliation = register_reconciliation(worker)
+        register_reconciliation_views(worker, worker.reconciliation)
     else:
-        from streams.reconcile.views import register_disabled_reconciliation_views
-
         register_disabled_reconciliation_views(worker)
     register_views(worker)
+    register_ops(worker, protected)
     return worker
 

@@ -22,7 +22,7 @@ from schemas.lifecycle import Provider
 from streams.identity import ALIAS_PREFIX, AliasEntry
 
 if TYPE_CHECKING:
-    from streams.app import Worker
+    from streams.worker import Worker
 
 __all__ = ["register_views"]
 
@@ -145,10 +145,6 @@ def register_views(worker: Worker) -> None:
                           ("/dlq/recent", dlq_recent)):
         view_class = type(f"Ops{handler.__name__.title()}", (View,), {"get": protected(worker, handler)})
         app.page(path)(view_class)
-
-    from streams.ops import register_ops
-
-    register_ops(worker, protected)
 
 
 async def _forward(owner: Any, request: Request, provider: str, payment_id: str) -> dict[str, Any] | None:

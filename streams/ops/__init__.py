@@ -19,7 +19,7 @@ import httpx
 from faust.web import Request, Response, View
 
 if TYPE_CHECKING:
-    from streams.app import Worker
+    from streams.worker import Worker
 
 __all__ = ["RateSampler", "register_ops"]
 

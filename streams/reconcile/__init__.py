@@ -39,14 +39,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from streams.app import Worker
     from streams.reconcile.wiring import Reconciliation
+    from streams.worker import Worker
 
 __all__ = ["register_reconciliation"]
 
 
 def register_reconciliation(worker: Worker) -> Reconciliation:
-    """Register the reconciliation agents, tables and views on `worker.app`; returns a handle for views/tests."""
+    """Register the reconciliation agents and tables on `worker.app`; returns the handle its views and tests use."""
     from streams.reconcile.wiring import register
 
     return register(worker)

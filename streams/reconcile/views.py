@@ -20,8 +20,8 @@ from schemas.records import ReconciliationWindow
 from streams.views import protected
 
 if TYPE_CHECKING:
-    from streams.app import Worker
     from streams.reconcile.wiring import Reconciliation
+    from streams.worker import Worker
 
 __all__ = ["register_disabled_reconciliation_views", "register_reconciliation_views", "window_json"]
 

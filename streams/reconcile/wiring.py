@@ -26,10 +26,9 @@ from streams.reconcile.feed import WindowFeed
 from streams.reconcile.join import PaymentJoin
 from streams.reconcile.model import WindowSpec
 from streams.reconcile.store import PrefixTable
-from streams.reconcile.views import register_reconciliation_views
 
 if TYPE_CHECKING:
-    from streams.app import Worker
+    from streams.worker import Worker
 
 __all__ = ["Reconciliation", "register"]
 
@@ -112,6 +111,4 @@ def register(worker: Worker) -> Reconciliation:
                 log.warning("reconciliation feed restarting", exc_info=True)
                 await asyncio.sleep(1.0)
 
-    handle = Reconciliation(spec, join, windows, feed, placements_name, join_table, window_table)
-    register_reconciliation_views(worker, handle)
-    return handle
+    return Reconciliation(spec, join, windows, feed, placements_name, join_table, window_table)
