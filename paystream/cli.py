@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ledger": ("paystream.commands.ledger", "ledger"),
     "topics": ("paystream.commands.topics", "topics"),
     "sign": ("paystream.commands.sign", "sign"),
+    "state": ("paystream.commands.state", "state"),
 }
 
 
