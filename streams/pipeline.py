@@ -28,12 +28,13 @@ from typing import Any
 
 from paystream.tracing import Tracer
 from schemas.clock import to_epoch_ms
+from schemas.dlq import ATTEMPTS, REPLAYED_FROM
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import AvroSerde
 from schemas.topics import partition_for
 from streams.dedup import Sighting, Verdict, body_digest, is_expired, judge
-from streams.dlq import DeadLetters
+from streams.dlq import DeadLetters, record_headers
 from streams.identity import identify
 from streams.metrics import WorkerMetrics
 from streams.normalize import NormalizeError, StandardMappings, normalize
@@ -47,11 +48,15 @@ SOURCE_HEADER = "paystream.source"
 log = logging.getLogger("paystream.streams")
 
 
-def _headers(message: Any) -> list[tuple[str, bytes]]:
-    headers = message.headers or []
-    if isinstance(headers, dict):
-        return [(k, v) for k, v in headers.items() if isinstance(v, bytes)]
-    return [(k, v) for k, v in headers if isinstance(v, bytes)]
+_CARRIED = frozenset({"traceparent", ATTEMPTS, REPLAYED_FROM})
+"""Raw-record headers an event keeps: its trace, and that it is a replayed dead letter (how often it failed)."""
+
+
+async def _delivered(futures: list[asyncio.Future[Any]]) -> None:
+    """Wait for every acknowledgement; the first failure propagates, and the batch must not be acknowledged
+    (`streams/app.py` stops the worker before Faust commits it)."""
+    if futures:
+        await asyncio.gather(*futures)
 
 
 @dataclass
@@ -131,53 +136,53 @@ class Pipeline:
         verdicts: Counter[str] = Counter()
         emitted: Counter[tuple[str, str, str]] = Counter()
         for message in messages:
-            try:
+            stage = "decode"
+            try:  # every failure of one record is that record's dead letter; the batch goes on
                 envelope = self.envelope_serde.decode(message.value)
-            except DecodeError as exc:
-                futures.append(await self.dead_letters.send(message, "decode", exc))
-                continue
-            key: bytes = message.key if isinstance(message.key, bytes) else envelope.key.encode()
-            partition, offset = message.partition, message.offset
-            digest = body_digest(envelope.body)
-            pending = writes[partition].get(key)
-            raw = pending if pending is not None else self.dedup.get(partition, key)
-            verdict = judge(Sighting.unpack(raw) if raw else None, partition, offset, digest)
-            verdicts[verdict.value] += 1
-            received_ms = to_epoch_ms(envelope.received_at)
-            if received_ms > stats.watermark_ms.get(partition, 0):
-                stats.watermark_ms[partition] = received_ms
-            if verdict is Verdict.DUPLICATE:
-                stats.duplicates += 1
-                continue
-            if verdict is Verdict.CONFLICT:
-                stats.conflicts += 1
-                futures.append(await self.dead_letters.send(
-                    message, "dedup", ValueError("same event id, different body"), reason="conflicting_duplicate"))
-                continue
-            try:
+                key: bytes = message.key if isinstance(message.key, bytes) else envelope.key.encode()
+                stage = "dedup"
+                partition, offset = message.partition, message.offset
+                digest = body_digest(envelope.body)
+                pending = writes[partition].get(key)
+                raw = pending if pending is not None else self.dedup.get(partition, key)
+                verdict = judge(Sighting.unpack(raw) if raw else None, partition, offset, digest)
+                verdicts[verdict.value] += 1
+                received_ms = to_epoch_ms(envelope.received_at)
+                if received_ms > stats.watermark_ms.get(partition, 0):
+                    stats.watermark_ms[partition] = received_ms
+                if verdict is Verdict.DUPLICATE:
+                    stats.duplicates += 1
+                    continue
+                if verdict is Verdict.CONFLICT:
+                    stats.conflicts += 1
+                    futures.append(await self.dead_letters.send(
+                        message, "dedup", ValueError("same event id, different body"), reason="conflicting_duplicate"))
+                    continue
+                stage = "normalize"
                 event = normalize(envelope, self.mappings)
-            except NormalizeError as exc:
-                futures.append(await self.dead_letters.send(message, "normalize", exc, reason=exc.reason))
+                sighting = Sighting(partition, offset, digest, to_epoch_ms(event.occurred_at), received_ms).pack()
+                # where it came from: a re-emitted event carries the same source, which proves it is a replay
+                headers = [h for h in record_headers(message) if h[0] in _CARRIED]
+                if self.tracer.enabled:
+                    span = self.tracer.start_span("dedup+normalize", event.traceparent, {
+                        "paystream.event_key": event.event_key, "paystream.kind": event.kind})
+                    event.traceparent = self.tracer.traceparent_of(span)
+                    headers = [h for h in headers if h[0] != "traceparent"]
+                    headers.append(("traceparent", event.traceparent.encode()))
+                    span.end()
+                headers.append((SOURCE_HEADER, f"{partition}:{offset}".encode()))
+                identity = identify(event)
+                payment_key = f"{event.provider}:{identity.payment or identity.alias}".encode()
+                payment_partition = partition_for(payment_key, self.partitions)
+                encoded_event = self.event_serde.encode(event)
+            except Exception as exc:  # noqa: BLE001 - logged by _dead_letter; one record must not stop the batch
+                futures.append(await self._dead_letter(message, stage, exc))
                 continue
             if verdict is Verdict.NEW:
                 stats.new += 1
             else:
                 stats.replayed += 1
-            provider_ms = to_epoch_ms(event.occurred_at)
-            writes[partition][key] = Sighting(partition, offset, digest, provider_ms, received_ms).pack()
-            # where it came from: a re-emitted event carries the same source, which proves it is a replay
-            headers = [h for h in _headers(message) if h[0] == "traceparent"]
-            if self.tracer.enabled:
-                span = self.tracer.start_span("dedup+normalize", event.traceparent,
-                                              {"paystream.event_key": event.event_key, "paystream.kind": event.kind})
-                event.traceparent = self.tracer.traceparent_of(span)
-                headers = [("traceparent", event.traceparent.encode())]
-                span.end()
-            headers.append((SOURCE_HEADER, f"{partition}:{offset}".encode()))
-            identity = identify(event)
-            payment_key = f"{event.provider}:{identity.payment or identity.alias}".encode()
-            payment_partition = partition_for(payment_key, self.partitions)
-            encoded_event = self.event_serde.encode(event)
+            writes[partition][key] = sighting
             if identity.payment is not None:  # else emitted once resolved to its payment (`_resolve`)
                 futures.append(await producer.send(self.events_topic, payment_key, encoded_event,
                                                    payment_partition, None, headers))
@@ -185,13 +190,15 @@ class Pipeline:
             if event.kind == "other":
                 continue  # changes no state
             to_state.append(StateInput(message, payment_partition, payment_key, event, encoded_event, headers))
+        futures.extend(await self.state_stage.apply(to_state))
+        await _delivered(futures)
+        # Only now may a sighting say its record was handled: written before the acknowledgements, a failed
+        # send would leave the record judged a duplicate (a provider retry dropped, the event lost).
+        sightings: list[asyncio.Future[Any]] = []
         for partition, items in writes.items():
             self.dedup.write_local(partition, items)
-        futures.extend(await self.state_stage.apply(to_state))
-        for partition, items in writes.items():
-            futures.extend(await self.dedup.send_changelog(partition, items))
-        if futures:
-            await asyncio.gather(*futures)
+            sightings.extend(await self.dedup.send_changelog(partition, items))
+        await _delivered(sightings)
         for verdict_name, count in verdicts.items():
             self.metrics.dedup.labels(verdict_name).inc(count)
         for labels, count in emitted.items():
@@ -199,6 +206,13 @@ class Pipeline:
         self.processed["raw"] += len(messages)
         self.metrics.records.labels("raw").inc(len(messages))
         self.metrics.batch_seconds.labels("raw").observe(time.perf_counter() - started)
+
+    async def _dead_letter(self, message: Any, stage: str, error: Exception) -> asyncio.Future[Any]:
+        if not isinstance(error, DecodeError | NormalizeError):  # not a known bad input: a bug, worth its traceback
+            log.exception("record failed", extra={"stage": stage, "topic": message.topic,
+                                                  "partition": message.partition, "offset": message.offset})
+        reason = error.reason if isinstance(error, NormalizeError) else None
+        return await self.dead_letters.send(message, stage, error, reason=reason)
 
     # Stage 2 ---------------------------------------------------------------------------
 
@@ -210,14 +224,13 @@ class Pipeline:
         for message in messages:
             try:
                 event = self.event_serde.decode(message.value)
-            except DecodeError as exc:
-                futures.append(await self.dead_letters.send(message, "decode", exc))
+                key = message.key if isinstance(message.key, bytes) else event.payment_key.encode()
+            except Exception as exc:  # noqa: BLE001 - logged by _dead_letter; one record must not stop the batch
+                futures.append(await self._dead_letter(message, "decode", exc))
                 continue
-            key = message.key if isinstance(message.key, bytes) else event.payment_key.encode()
-            items.append(StateInput(message, message.partition, key, event, message.value, _headers(message)))
+            items.append(StateInput(message, message.partition, key, event, message.value, record_headers(message)))
         futures.extend(await self.state_stage.apply(items))
-        if futures:
-            await asyncio.gather(*futures)
+        await _delivered(futures)
         self.metrics.records.labels("state_input").inc(len(messages))
         self.metrics.batch_seconds.labels("state_input").observe(time.perf_counter() - started)
 

@@ -4,6 +4,11 @@ Both worker stages (`pipeline.py`) hand their events here: stage 1 for payments 
 worker owns, stage 2 for events routed through payments.state-input.v1. Identity resolution
 (`identity.py`) happens here too: an event naming only an alias is resolved through, or held in,
 the alias's entry in the state table.
+
+An event that fails here (unreadable stored state, a state machine or encoding error) is
+dead-lettered as itself: the encoded `PaymentEvent` with `dlq.replay.topic` = the state-input
+topic, because its raw record's dedup sighting is already written and a replayed raw record
+would be dropped as a duplicate. The rest of the batch is applied.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import AvroSerde
 from schemas.topics import partition_for
-from streams.dlq import DeadLetters
+from streams.dlq import DeadLetters, Replacement
 from streams.identity import (
     ALIAS_PREFIX,
     LINK_EVENT_TYPE,
@@ -64,7 +69,9 @@ class _StateBatch:
     aliases: dict[int, dict[bytes, AliasEntry]] = field(default_factory=lambda: defaultdict(dict))
     alias_changed: dict[int, set[bytes]] = field(default_factory=lambda: defaultdict(set))
     received: dict[bytes, Any] = field(default_factory=dict)
-    failures: list[tuple[Any, str, BaseException, str | None]] = field(default_factory=list)
+    failures: list[tuple[StateInput, BaseException, str | None]] = field(default_factory=list)
+    sources: dict[bytes, list[StateInput]] = field(default_factory=lambda: defaultdict(list))
+    """The events that changed each payment in this batch: its dead letters if its state cannot be stored."""
     forward: list[StateInput] = field(default_factory=list)
     events: list[StateInput] = field(default_factory=list)
     """Resolved events for payments.events.v1 (they were held or keyed by an alias in stage 1)."""
@@ -123,21 +130,25 @@ class StateStage:
         queue = deque(items)
         while queue:
             item = queue.popleft()
-            if item.partition not in owned:
-                batch.forward.append(item)
-            elif item.event.event_type == LINK_EVENT_TYPE:
-                self._on_link(item, batch, queue)
-            else:
-                identity = identify(item.event)
-                if identity.payment is None:
-                    self._on_unresolved(item, identity.alias or item.event.payment_id, batch, queue)
-                elif self._apply_one(item, batch):
-                    queue.extend(self._links(item.event, identity))
+            try:
+                if item.partition not in owned:
+                    batch.forward.append(item)
+                elif item.event.event_type == LINK_EVENT_TYPE:
+                    self._on_link(item, batch, queue)
+                else:
+                    identity = identify(item.event)
+                    if identity.payment is None:
+                        self._on_unresolved(item, identity.alias or item.event.payment_id, batch, queue)
+                    elif self._apply_one(item, batch):
+                        queue.extend(self._links(item.event, identity))
+            except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
+                log.exception("state stage failed", extra={"event_key": item.event.event_key})
+                batch.failures.append((item, exc, None))
         return await self._send_state_outputs(batch, owned, len(items))
 
     def _apply_one(self, item: StateInput, batch: _StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""
-        message, partition, key, event = item.message, item.partition, item.key, item.event
+        partition, key, event = item.partition, item.key, item.event
         state = batch.changed[partition].get(key)
         if state is None:
             raw = self.states.get(partition, key)
@@ -145,13 +156,13 @@ class StateStage:
                 try:
                     state = self.state_serde.decode(raw)
                 except DecodeError as exc:
-                    batch.failures.append((message, "state", exc, "unreadable_state"))
+                    batch.failures.append((item, exc, "unreadable_state"))
                     return False
         try:
             new_state = apply_event(state, event)
         except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
             log.exception("state machine failed", extra={"event_key": event.event_key})
-            batch.failures.append((message, "state", exc, None))
+            batch.failures.append((item, exc, None))
             return False
         if new_state is None:
             if state is not None and event.kind != "other" and key not in batch.changed[partition]:
@@ -166,6 +177,7 @@ class StateStage:
         batch.changed[partition][key] = new_state
         batch.reemit[partition].pop(key, None)
         batch.received[key] = event.received_at
+        batch.sources[key].append(item)
         return True
 
     # Identity: one canonical payment per purchase (streams/identity.py) ---------------------------------
@@ -209,7 +221,8 @@ class StateStage:
             try:
                 held = self.event_serde.decode(value)
             except DecodeError as exc:
-                batch.failures.append((item.message, "state", exc, "unreadable_held_event"))
+                batch.failures.append((StateInput(item.message, item.partition, item.key, item.event, value, headers),
+                                       exc, "unreadable_held_event"))
                 continue
             queue.append(self._resolve(StateInput(item.message, item.partition, item.key, held, value, headers),
                                        entry.payment, batch))
@@ -236,11 +249,23 @@ class StateStage:
         self.metrics.identity.labels("resolved").inc()
         return resolved_item
 
+    def _encode_states(self, states: dict[bytes, PaymentState], batch: _StateBatch) -> dict[bytes, bytes | None]:
+        """Encoded states; a state that cannot be encoded is not stored, and the events that changed it in
+        this batch become dead letters."""
+        encoded: dict[bytes, bytes | None] = {}
+        for key, state in list(states.items()):
+            try:
+                encoded[key] = self.state_serde.encode(state)
+            except Exception as exc:  # logged; one payment must not stop the batch
+                log.exception("payment state cannot be encoded", extra={"payment": key.decode("utf-8", "replace")})
+                del states[key]
+                batch.failures.extend((item, exc, "unencodable_state") for item in batch.sources.pop(key, []))
+        return encoded
+
     async def _send_state_outputs(self, batch: _StateBatch, owned: frozenset[int],
                                   count: int) -> list[asyncio.Future[Any]]:
         """Write the batch's states and alias entries, then queue every output (under the table lock)."""
-        encoded = {partition: {key: self.state_serde.encode(state) for key, state in states.items()}
-                   for partition, states in batch.changed.items()}
+        encoded = {partition: self._encode_states(states, batch) for partition, states in batch.changed.items()}
         for partition, keys in batch.alias_changed.items():
             values = encoded.setdefault(partition, {})
             for key in keys:
@@ -250,8 +275,10 @@ class StateStage:
         # -- the table is consistent; the lock keeps other writers out until the records are queued --
         producer = self.app.producer
         futures: list[asyncio.Future[Any]] = []
-        for message, stage, error, reason in batch.failures:
-            futures.append(await self.dead_letters.send(message, stage, error, reason=reason))
+        for item, error, reason in batch.failures:
+            replacement = Replacement(self.state_input_topic, item.partition, item.key, item.value, item.headers)
+            futures.append(await self.dead_letters.send(item.message, "state", error, reason=reason,
+                                                        replacement=replacement))
         for item in batch.events:
             futures.append(await producer.send(self.events_topic, item.key, item.value, item.partition, None,
                                                item.headers))
@@ -263,9 +290,12 @@ class StateStage:
                 futures.append(await producer.send(self.state_topic, key, values[key], partition, None, headers))
                 self.metrics.e2e_seconds.observe(max(0.0, now - batch.received[key].timestamp()))
         for partition, states in batch.reemit.items():
-            for key, state in states.items():
-                futures.append(await producer.send(self.state_topic, key, self.state_serde.encode(state), partition,
-                                                   None, []))
+            # the changelog too: a worker that stopped after its local write but before the changelog's
+            # acknowledgement has the state locally and nowhere else
+            reemitted = {key: self.state_serde.encode(state) for key, state in states.items()}
+            futures.extend(await self.states.send_changelog(partition, dict(reemitted)))
+            for key, value in reemitted.items():
+                futures.append(await producer.send(self.state_topic, key, value, partition, None, []))
         for item in batch.forward:
             futures.append(await producer.send(self.state_input_topic, item.key, item.value, item.partition, None,
                                                item.headers))
@@ -276,7 +306,7 @@ class StateStage:
             if not owned:
                 log.info("state table not restored (rebalance under way); events sent to the state-input topic",
                          extra={"events": len(batch.forward)})
-        applied = max(0, count - len(batch.forward))
+        applied = max(0, count - len(batch.forward) - len(batch.failures))
         self.processed["events"] += applied
         self.metrics.applied.inc(applied)
         return futures
