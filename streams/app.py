@@ -1,16 +1,26 @@
 """The Faust application factory: topics, tables, agents, timers and web views.
 
 Nothing connects here; `paystream worker` starts it with a Faust `Worker`.
+
+A batch either completes (every output and dead letter acknowledged, then Faust may commit it)
+or stops the worker uncommitted: Faust's `take_events` acknowledges a batch in a `finally`, so an
+exception that left the agent would let Faust commit records whose outputs were never delivered.
+`run_batch` marks a failed batch's messages so that acknowledgement records nothing, and the
+agents' `CrashingSupervisor` stops the worker; it restarts (compose, Kubernetes, `paystream dev`)
+from the last commit, and the dedup table turns what it re-reads into replays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
 from paystream.broker import faust_broker_options
@@ -24,7 +34,7 @@ from streams.metrics import WorkerMetrics
 from streams.partitioned import TABLE_OPTIONS, PartitionedTable
 from streams.pipeline import Pipeline
 
-__all__ = ["Worker", "create_worker"]
+__all__ = ["Worker", "create_worker", "run_batch", "withhold"]
 
 log = logging.getLogger("paystream.streams")
 
@@ -44,6 +54,29 @@ class Worker:
     @property
     def datadir(self) -> Path:
         return Path(self.app.conf.datadir)
+
+
+def withhold(messages: Sequence[Any]) -> None:
+    """Keep Faust from ever committing these messages in this process.
+
+    Faust's consumer records an offset as committable only when a message's `acked` flag goes from
+    false to true, so setting it here turns the acknowledgement in `take_events`' `finally` into a no-op:
+    the consumer never advances past the first withheld offset of each partition."""
+    for message in messages:
+        message.acked = True
+
+
+async def run_batch(events: Sequence[Any], handle: Callable[[list[Any]], Awaitable[None]]) -> None:
+    """Process one `take_events` batch; if anything escapes `handle`, none of the batch is committed."""
+    messages = [event.message for event in events]
+    try:
+        await handle(messages)
+    except BaseException as exc:
+        withhold(messages)
+        if not isinstance(exc, asyncio.CancelledError):
+            log.critical("batch not delivered; stopping the worker before Faust commits it (restart resumes from "
+                         "the last commit)", extra={"records": len(messages), "error": repr(exc)[:500]})
+        raise
 
 
 def app_id(settings: Settings) -> str:
@@ -108,15 +141,15 @@ def create_worker(settings: Settings) -> Worker:
     )
     batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
 
-    @app.agent(raw_topic, name="dedup-normalize")
+    @app.agent(raw_topic, name="dedup-normalize", supervisor_strategy=CrashingSupervisor)
     async def dedup_normalize(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_raw([event.message for event in events])
+            await run_batch(events, pipeline.process_raw)
 
-    @app.agent(state_input_topic, name="payment-state")
+    @app.agent(state_input_topic, name="payment-state", supervisor_strategy=CrashingSupervisor)
     async def payment_state(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_state_input([event.message for event in events])
+            await run_batch(events, pipeline.process_state_input)
 
     @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:
