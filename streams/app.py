@@ -2,19 +2,13 @@
 
 Nothing connects here; `paystream worker` starts it with a Faust `Worker`.
 
-A batch either completes (every output and dead letter acknowledged, then Faust may commit it)
-or stops the worker uncommitted: Faust's `take_events` acknowledges a batch in a `finally`, so an
-exception that left the agent would let Faust commit records whose outputs were never delivered.
-`run_batch` marks a failed batch's messages so that acknowledgement records nothing, and the
-agents' `CrashingSupervisor` stops the worker; it restarts (compose, Kubernetes, `paystream dev`)
-from the last commit, and the dedup table turns what it re-reads into replays.
+Every agent runs its batches through `streams.batches.run_batch` under mode's `CrashingSupervisor`:
+a batch that fails to deliver stops the worker before Faust commits any of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +22,14 @@ from paystream.settings import Settings
 from paystream.tracing import setup_tracing
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
+from streams.batches import run_batch
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
 from streams.partitioned import TABLE_OPTIONS, PartitionedTable
 from streams.pipeline import Pipeline
 
-__all__ = ["Worker", "create_worker", "run_batch", "withhold"]
+__all__ = ["Worker", "create_worker"]
 
 log = logging.getLogger("paystream.streams")
 
@@ -54,29 +49,6 @@ class Worker:
     @property
     def datadir(self) -> Path:
         return Path(self.app.conf.datadir)
-
-
-def withhold(messages: Sequence[Any]) -> None:
-    """Keep Faust from ever committing these messages in this process.
-
-    Faust's consumer records an offset as committable only when a message's `acked` flag goes from
-    false to true, so setting it here turns the acknowledgement in `take_events`' `finally` into a no-op:
-    the consumer never advances past the first withheld offset of each partition."""
-    for message in messages:
-        message.acked = True
-
-
-async def run_batch(events: Sequence[Any], handle: Callable[[list[Any]], Awaitable[None]]) -> None:
-    """Process one `take_events` batch; if anything escapes `handle`, none of the batch is committed."""
-    messages = [event.message for event in events]
-    try:
-        await handle(messages)
-    except BaseException as exc:
-        withhold(messages)
-        if not isinstance(exc, asyncio.CancelledError):
-            log.critical("batch not delivered; stopping the worker before Faust commits it (restart resumes from "
-                         "the last commit)", extra={"records": len(messages), "error": repr(exc)[:500]})
-        raise
 
 
 def app_id(settings: Settings) -> str:
