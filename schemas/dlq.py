@@ -2,7 +2,10 @@
 
 A dead letter keeps the original key and the original bytes; these headers
 say where it came from and why it failed, so `paystream dlq replay` can put it
-back on its original topic.
+back on its original topic. A state-stage dead letter keeps the `PaymentEvent`
+instead (its raw record was already deduplicated) and names the topic to replay
+it to in `dlq.replay.topic`. `dlq.attempts` counts how often the record has
+failed: a replayed record carries it, and failing again adds one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from datetime import datetime
 
 from schemas.clock import now_ms
 
-__all__ = ["DLQ_STAGES", "DeadLetterInfo", "dlq_headers", "parse_dlq_headers"]
+__all__ = ["ATTEMPTS", "DLQ_STAGES", "REPLAYED_FROM", "DeadLetterInfo", "attempts_of", "dlq_headers",
+           "parse_dlq_headers"]
 
 DLQ_STAGES = ("verify", "decode", "dedup", "normalize", "state", "reconcile", "sink")
 _MAX_MESSAGE = 2000
@@ -27,6 +31,9 @@ EXCEPTION_MESSAGE = "dlq.exception.message"
 FAILED_AT = "dlq.failed_at"
 ATTEMPTS = "dlq.attempts"
 REASON = "dlq.reason"
+REPLAY_TOPIC = "dlq.replay.topic"
+REPLAYED_FROM = "dlq.replayed_from"
+"""On a replayed record: the dead letter it came from (`<dlq topic>:<partition>:<offset>`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,12 @@ class DeadLetterInfo:
     failed_at: datetime
     attempts: int = 1
     reason: str | None = None
+    replay_topic: str | None = None
+
+    @property
+    def target_topic(self) -> str:
+        """Where `paystream dlq replay` puts the record back."""
+        return self.replay_topic or self.original_topic
 
 
 def dlq_headers(
@@ -54,6 +67,7 @@ def dlq_headers(
     reason: str | None = None,
     attempts: int = 1,
     failed_at: datetime | None = None,
+    replay_topic: str | None = None,
     extra: Sequence[tuple[str, bytes]] = (),
 ) -> list[tuple[str, bytes]]:
     """Kafka headers for a dead letter. Messages are truncated; never put secrets in them."""
@@ -74,6 +88,8 @@ def dlq_headers(
     ]
     if reason:
         headers.append((REASON, reason.encode()))
+    if replay_topic:
+        headers.append((REPLAY_TOPIC, replay_topic.encode()))
     headers.extend(extra)
     return headers
 
@@ -91,4 +107,16 @@ def parse_dlq_headers(headers: Sequence[tuple[str, bytes]]) -> DeadLetterInfo:
         failed_at=datetime.fromisoformat(values[FAILED_AT]),
         attempts=int(values.get(ATTEMPTS, "1")),
         reason=values.get(REASON),
+        replay_topic=values.get(REPLAY_TOPIC),
     )
+
+
+def attempts_of(headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """How often a record has failed before (0 unless it is a replayed dead letter)."""
+    for name, value in headers:
+        if name == ATTEMPTS and value:
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return 0
+    return 0

@@ -1,6 +1,9 @@
 """The Faust application factory: topics, tables, agents, timers and web views.
 
 Nothing connects here; `paystream worker` starts it with a Faust `Worker`.
+
+Every agent runs its batches through `streams.batches.run_batch` under mode's `CrashingSupervisor`:
+a batch that fails to deliver stops the worker before Faust commits any of it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
 from paystream.core.broker import faust_broker_options
@@ -17,6 +21,7 @@ from paystream.core.settings import Settings
 from paystream.core.tracing import setup_tracing
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
+from streams.batches import run_batch
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
@@ -95,15 +100,15 @@ def create_worker(settings: Settings) -> Worker:
     )
     batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
 
-    @app.agent(raw_topic, name="dedup-normalize")
+    @app.agent(raw_topic, name="dedup-normalize", supervisor_strategy=CrashingSupervisor)
     async def dedup_normalize(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_raw([event.message for event in events])
+            await run_batch(events, pipeline.process_raw)
 
-    @app.agent(state_input_topic, name="payment-state")
+    @app.agent(state_input_topic, name="payment-state", supervisor_strategy=CrashingSupervisor)
     async def payment_state(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await pipeline.process_state_input([event.message for event in events])
+            await run_batch(events, pipeline.process_state_input)
 
     @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:

@@ -61,7 +61,8 @@ def list_(stage: str | None, since: str | None, limit: int, as_json: bool) -> No
             "original": f"{info.original_topic}[{info.original_partition}]@{info.original_offset}",
             "key": (record.key or b"").decode("utf-8", "replace"), "error": info.exception_class,
             "message": info.exception_message, "bytes": len(record.value or b""),
-            "dlq": f"{record.partition}@{record.offset}",
+            "dlq": f"{record.partition}@{record.offset}", "attempts": info.attempts,
+            "replay_to": info.target_topic,
         }
         if as_json:
             click.echo(json.dumps(row))
@@ -78,7 +79,8 @@ def list_(stage: str | None, since: str | None, limit: int, as_json: bool) -> No
 @click.option("--dry-run", is_flag=True, help="show what would be replayed")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def replay(stage: str | None, since: str | None, dry_run: bool, yes: bool) -> None:
-    """Republish dead letters to their original topics (dedup keeps replays from counting twice)."""
+    """Republish dead letters to their original topics (state-stage ones as events to the state-input topic);
+    dedup and the state's per-event history keep replays from counting twice."""
     settings = _settings()
     records = asyncio.run(_collect(settings, stage, _since(since), None))
     if not records:
@@ -86,7 +88,7 @@ def replay(stage: str | None, since: str | None, dry_run: bool, yes: bool) -> No
         return
     targets: dict[str, int] = {}
     for record in records:
-        targets[record.info.original_topic] = targets.get(record.info.original_topic, 0) + 1
+        targets[record.info.target_topic] = targets.get(record.info.target_topic, 0) + 1
     click.echo(", ".join(f"{count} to {topic}" for topic, count in targets.items()), err=True)
     if dry_run:
         return

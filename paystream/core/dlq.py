@@ -1,4 +1,10 @@
-"""Reading and replaying dead letters (the library behind `paystream dlq`)."""
+"""Reading and replaying dead letters (the library behind `paystream dlq`).
+
+A replay puts a dead letter's key and bytes on the topic it names (`DeadLetterInfo.target_topic`:
+the original topic, or the state-input topic for a state-stage dead letter, which holds the
+`PaymentEvent`), with the headers it carried and `dlq.attempts` = how often it has failed, so a
+worker that dead-letters it again counts one more attempt.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,9 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from paystream.core.broker import CompatConsumer, producer_options
-from schemas.dlq import DeadLetterInfo, parse_dlq_headers
+from schemas.dlq import ATTEMPTS, REPLAYED_FROM, DeadLetterInfo, parse_dlq_headers
 
 __all__ = ["DeadLetterRecord", "read_dead_letters", "replay_dead_letters"]
-
-REPLAYED_FROM = "dlq.replayed_from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +71,16 @@ async def read_dead_letters(bootstrap: str, topic: str, *, stage: str | None = N
 
 async def replay_dead_letters(bootstrap: str, records: list[DeadLetterRecord], *, embedded: bool,
                               dlq_topic: str) -> int:
-    """Put each record's original key and bytes back on its original topic (acks=all)."""
+    """Put each record's key and bytes back on its target topic (acks=all)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded))
     await producer.start()
     try:
         futures = []
         for record in records:
-            headers = [(k, v) for k, v in record.headers if k == "traceparent"]
+            headers = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
+            headers.append((ATTEMPTS, str(record.info.attempts).encode()))
             headers.append((REPLAYED_FROM, f"{dlq_topic}:{record.partition}:{record.offset}".encode()))
-            futures.append(await producer.send(record.info.original_topic, record.value, key=record.key,
+            futures.append(await producer.send(record.info.target_topic, record.value, key=record.key,
                                                headers=headers))
         await asyncio.gather(*futures)
         return len(futures)

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 import orjson
 
 from schemas.clock import to_epoch_ms
-from schemas.exceptions import DecodeError
 from schemas.records import LedgerEntry, PaymentEvent
 from schemas.serde import AvroSerde
 from streams.reconcile.model import (
@@ -130,7 +129,7 @@ class PaymentJoin:
                 stats.ledger += 1
                 try:
                     entry = self.ledger_serde.decode(message.value)
-                except DecodeError as exc:
+                except Exception as exc:  # noqa: BLE001 - DecodeError, or TypeError for a null value
                     stats.rejected += 1
                     futures.append(await self.dead_letters.send(message, "reconcile", exc))
                     continue
@@ -153,7 +152,7 @@ class PaymentJoin:
                 stats.events += 1
                 try:
                     event = self.event_serde.decode(message.value)
-                except DecodeError as exc:
+                except Exception as exc:  # noqa: BLE001 - DecodeError, or TypeError for a null value
                     stats.rejected += 1
                     futures.append(await self.dead_letters.send(message, "reconcile", exc,
                                                                 reason="undecodable_event"))

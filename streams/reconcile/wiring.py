@@ -17,9 +17,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mode import CrashingSupervisor
+
 from paystream.core.broker import consumer_fetch_options
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import ledger_serde, reconciliation_serde
+from streams.batches import run_batch
 from streams.partitioned import TABLE_OPTIONS
 from streams.reconcile.aggregate import ReconcileMetrics, WindowAggregator
 from streams.reconcile.feed import WindowFeed
@@ -84,15 +87,15 @@ def register(worker: Worker) -> Reconciliation:
     feed = WindowFeed(reconciliation_serde(registry))
     batch_size, within = settings.stream_batch_size, max(settings.stream_batch_ms / 1000, BATCH_WAIT_S)
 
-    @app.agent(inputs, name="reconcile-join")
+    @app.agent(inputs, name="reconcile-join", supervisor_strategy=CrashingSupervisor)
     async def reconcile_join(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await join.process([event.message for event in events])
+            await run_batch(events, join.process)
 
-    @app.agent(placements, name="reconcile-windows")
+    @app.agent(placements, name="reconcile-windows", supervisor_strategy=CrashingSupervisor)
     async def reconcile_windows(stream: Any) -> None:
         async for events in stream.take_events(batch_size, within=within):
-            await windows.process([event.message for event in events])
+            await run_batch(events, windows.process)
 
     @app.timer(interval=IDLE_CHECK_S)  # type: ignore[untyped-decorator]
     async def reconcile_idle() -> None:

@@ -5,6 +5,9 @@ These pin two takeover rules that a real two-worker run only hits by timing:
   (a rebalance is under way): the event goes to the state-input topic for later;
 - two agents applying to one payment queue their changelog records in the order of their
   local writes, so recovery (last record per key wins) rebuilds the same state.
+
+And failure isolation: a record that fails in any stage is a dead letter and the batch goes on;
+a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits it.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from paystream.dev.scenarios import Delivery, scenario, stripe_refund
+from paystream.dev.scenarios import Delivery, scenario, stripe_payment_intent, stripe_refund
+from schemas.dlq import ATTEMPTS, DeadLetterInfo, parse_dlq_headers
 from schemas.records import PaymentState, WebhookEnvelope
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
 from schemas.topics import partition_for
+from streams import state_stage
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
 from streams.normalize import normalize
 from streams.partitioned import PartitionedTable
-from streams.pipeline import Pipeline
+from streams.pipeline import SOURCE_HEADER, Pipeline
 from tests.streams.reconcile.support import Message
 
 PARTITIONS = 4
@@ -41,6 +47,8 @@ class Producer:
         self.logs: dict[str, list[Message]] = defaultdict(list)
         self._held: set[str] = set()
         self._gate = asyncio.Event()
+        self.failing: set[str] = set()
+        """Topics whose sends are not acknowledged (their futures fail, nothing is appended)."""
 
     def hold(self, topic: str) -> None:
         self._held.add(topic)
@@ -55,9 +63,12 @@ class Producer:
         if topic in self._held:
             self._held.discard(topic)
             await self._gate.wait()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if topic in self.failing:
+            future.set_exception(TimeoutError(f"{topic}: not acknowledged"))
+            return future
         log = self.logs[topic]
         log.append(Message(topic, partition or 0, len(log), key, value or b"", list(headers or [])))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
 
@@ -244,3 +255,116 @@ def test_a_table_owns_nothing_until_faust_says_the_actives_are_restored() -> Non
     assert table.owned_partitions() == frozenset()
     tables.actives_ready = True
     assert table.owned_partitions() == frozenset({1, 3})
+
+
+# Failure isolation -------------------------------------------------------------------------------------
+
+
+def checkout(payment_id: str) -> list[Delivery]:
+    t = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
+    return [stripe_payment_intent(f"payment_intent.{kind}", payment_id, amount=5000, currency="USD", created=t + i)
+            for i, kind in enumerate(("created", "processing", "succeeded"))]
+
+
+def letters(h: Harness) -> list[tuple[DeadLetterInfo, Message]]:
+    return [(parse_dlq_headers(m.headers), m) for m in h.producer.logs[DLQ]]
+
+
+async def test_a_bad_record_in_every_stage_one_batch_is_a_dead_letter_and_the_rest_is_applied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness()
+    good, poisoned, unreadable = checkout("pi_good"), checkout("pi_poisoned"), checkout("pi_unreadable")
+    unreadable_key = b"stripe:pi_unreadable"
+    h.states.data[partition_for(unreadable_key, PARTITIONS)][unreadable_key] = b"\x00not a state"
+    corrupt_sighting = h.raw(good[2])  # its stored dedup sighting is not 44 bytes: stage dedup
+    h.pipeline.dedup.data[corrupt_sighting.partition][corrupt_sighting.key] = b"short"  # type: ignore[attr-defined]
+    original = state_stage.apply_event
+
+    def apply_event(state: PaymentState | None, event: Any) -> PaymentState | None:
+        if event.payment_id == "pi_poisoned" and event.event_type.endswith("processing"):
+            raise ZeroDivisionError("a bug in the state machine")
+        return original(state, event)
+
+    monkeypatch.setattr(state_stage, "apply_event", apply_event)
+    batch = [h.raw(good[0]), h._message(RAW, 0, b"stripe:evt_null", None),  # type: ignore[arg-type]
+             h.raw(good[1]), h._message(RAW, 1, b"stripe:evt_garbage", b"garbage"), corrupt_sighting,
+             *(h.raw(d) for d in poisoned), *(h.raw(d) for d in unreadable)]
+    await h.pipeline.process_raw(batch)
+
+    found = sorted((info.stage, info.reason or "", m.key) for info, m in letters(h))
+    assert found == sorted([("decode", "", b"stripe:evt_null"), ("decode", "", b"stripe:evt_garbage"),
+                            ("dedup", "", corrupt_sighting.key), ("state", "", b"stripe:pi_poisoned"),
+                            *[("state", "unreadable_state", unreadable_key)] * 3])
+    good_state = h.state("stripe:pi_good")
+    assert good_state is not None and good_state.version == 2  # the third event is the dedup dead letter
+    poisoned_state = h.state("stripe:pi_poisoned")
+    assert poisoned_state is not None and poisoned_state.version == 2 and poisoned_state.status == "succeeded"
+    assert h.changelog_state("stripe:pi_poisoned") == poisoned_state
+    # every event that normalized went out once; the state failures do not take it back
+    assert len(h.producer.logs[EVENTS]) == 2 + 3 + 3
+    for info, message in letters(h):
+        assert info.attempts == 1 and info.original_topic == RAW
+        if info.stage == "state":  # the event itself, for the state-input topic: its raw record is deduplicated
+            assert info.replay_topic == STATE_INPUT
+            event = payment_event_serde().decode(message.value)
+            assert event.payment_key.encode() == message.key
+            assert dict(message.headers)[SOURCE_HEADER] == f"{info.original_partition}:{info.original_offset}".encode()
+        else:
+            assert info.replay_topic is None
+
+
+async def test_a_state_dead_letter_replayed_to_the_state_input_topic_is_applied_or_counts_another_attempt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness()
+    deliveries = checkout("pi_replay")
+    broken = {"on": True}
+    original = state_stage.apply_event
+
+    def apply_event(state: PaymentState | None, event: Any) -> PaymentState | None:
+        if broken["on"] and event.event_type.endswith("succeeded"):
+            raise RuntimeError("not yet fixed")
+        return original(state, event)
+
+    monkeypatch.setattr(state_stage, "apply_event", apply_event)
+    await h.pipeline.process_raw([h.raw(d) for d in deliveries])
+    [(info, letter)] = letters(h)
+
+    def replayed(info: DeadLetterInfo, letter: Message) -> Message:  # what `paystream dlq replay` sends
+        assert info.replay_topic is not None
+        headers = [(k, v) for k, v in letter.headers if not k.startswith("dlq.")]
+        headers.append((ATTEMPTS, str(info.attempts).encode()))
+        return h._message(info.replay_topic, partition_for(letter.key or b"", PARTITIONS), letter.key or b"",
+                          letter.value, headers)
+
+    await h.pipeline.process_state_input([replayed(info, letter)])  # replayed before the fix: fails again
+    [_, (again, second)] = letters(h)
+    assert (again.stage, again.attempts, again.original_topic, again.replay_topic) == ("state", 2, STATE_INPUT,
+                                                                                      STATE_INPUT)
+    assert second.value == letter.value
+    broken["on"] = False
+    await h.pipeline.process_state_input([replayed(again, second)])
+    state = h.state("stripe:pi_replay")
+    assert state is not None and state.status == "succeeded" and state.version == 3
+    assert len(letters(h)) == 2
+    assert len(h.producer.logs[EVENTS]) == 3  # applied, not emitted again
+
+
+async def test_a_failed_delivery_writes_no_sighting_and_the_batch_read_again_is_emitted() -> None:
+    h = make_harness()
+    deliveries = checkout("pi_retry")
+    batch = [h.raw(d) for d in deliveries]
+    h.producer.failing.update({EVENTS, CHANGELOG})
+    with pytest.raises(TimeoutError):
+        await h.pipeline.process_raw(batch)
+    assert not any(h.pipeline.dedup.data.values())  # type: ignore[attr-defined]
+    assert not h.producer.logs["dedup-changelog"]
+    h.producer.failing.clear()  # the worker restarted from the last commit: the same records again
+    await h.pipeline.process_raw(batch)
+    sources = {dict(m.headers)[SOURCE_HEADER] for m in h.producer.logs[EVENTS]}
+    assert sources == {f"{m.partition}:{m.offset}".encode() for m in batch}
+    state = h.state("stripe:pi_retry")
+    assert state is not None and state.version == 3
+    assert h.changelog_state("stripe:pi_retry") == state  # the changelog has it although the first send failed
+    retry = h.raw(deliveries[0])  # a provider retry at a new offset: a duplicate now
+    await h.pipeline.process_raw([retry])
+    assert h.pipeline.stats.duplicates == 1 and len(h.producer.logs[EVENTS]) == 3

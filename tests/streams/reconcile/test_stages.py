@@ -8,7 +8,17 @@ import pytest
 
 from schemas.records import LedgerEntry, ReconciliationWindow
 from tests.streams.reconcile.day import Day, event, script
-from tests.streams.reconcile.support import EVENTS, LEDGER, Harness, at, first, latest, partition_for
+from tests.streams.reconcile.support import (
+    EVENTS,
+    LEDGER,
+    PLACEMENTS,
+    Harness,
+    Message,
+    at,
+    first,
+    latest,
+    partition_for,
+)
 
 
 def normalized(windows: dict[str, ReconciliationWindow]) -> dict[str, ReconciliationWindow]:
@@ -130,3 +140,16 @@ async def test_unusable_ledger_records_are_dead_lettered_and_the_rest_flows() ->
         "decode", "invalid_ledger_entry", "wrong_partition"]
     assert {stage for _, stage, _ in harness.letters.sent} == {"reconcile"}
     assert harness.join.stats.rejected == 3
+
+
+async def test_null_value_records_are_dead_lettered_in_both_stages_and_the_rest_flows() -> None:
+    harness = Harness()
+    good = LedgerEntry(payment_id="pi_ok", provider="stripe", amount_minor=100, currency="EUR", expected_at=at(10))
+    for topic in (EVENTS, LEDGER, PLACEMENTS):  # a null value raises TypeError in the decoders, not DecodeError
+        log = harness.bus.logs[(topic, 0)]  # appended directly: the bus refuses null values
+        log.append(Message(topic, 0, len(log), b"stripe:pi_null", None))  # type: ignore[arg-type]
+    await harness.publish(good)
+    await harness.run()
+    assert sorted((message.topic, stage) for message, stage, _ in harness.letters.sent) == [
+        (EVENTS, "reconcile"), (LEDGER, "reconcile"), (PLACEMENTS, "reconcile")]
+    assert harness.join.stats.rejected == 2 and harness.join.stats.ledger == 2

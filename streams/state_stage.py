@@ -1,0 +1,312 @@
+"""The state stage: apply events to payment states, one table write and one output per payment per batch.
+
+Both worker stages (`pipeline.py`) hand their events here: stage 1 for payments whose partition this
+worker owns, stage 2 for events routed through payments.state-input.v1. Identity resolution
+(`identity.py`) happens here too: an event naming only an alias is resolved through, or held in,
+the alias's entry in the state table.
+
+An event that fails here (unreadable stored state, a state machine or encoding error) is
+dead-lettered as itself: the encoded `PaymentEvent` with `dlq.replay.topic` = the state-input
+topic, because its raw record's dedup sighting is already written and a replayed raw record
+would be dropped as a duplicate. The rest of the batch is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paystream.core.tracing import Tracer
+from schemas.exceptions import DecodeError
+from schemas.records import PaymentEvent, PaymentState
+from schemas.serde import AvroSerde
+from schemas.topics import partition_for
+from streams.dlq import DeadLetters, Replacement
+from streams.identity import (
+    ALIAS_PREFIX,
+    LINK_EVENT_TYPE,
+    RESOLVED,
+    AliasEntry,
+    Identity,
+    identify,
+    link_event,
+    resolved,
+)
+from streams.metrics import WorkerMetrics
+from streams.partitioned import PartitionedTable
+from streams.state import apply_event
+
+__all__ = ["StateInput", "StateStage"]
+
+log = logging.getLogger("paystream.streams")
+
+_LINK_CACHE = 100_000
+"""Links this worker remembers having sent, so a busy payment does not re-send its links per event."""
+
+@dataclass(slots=True)
+class StateInput:
+    """One event bound for a payment's state, with what it takes to send it on to the owner."""
+
+    message: Any
+    partition: int
+    key: bytes
+    event: PaymentEvent
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass
+class _StateBatch:
+    """What one pass of the state stage changed and must send."""
+
+    changed: dict[int, dict[bytes, PaymentState]] = field(default_factory=lambda: defaultdict(dict))
+    reemit: dict[int, dict[bytes, PaymentState]] = field(default_factory=lambda: defaultdict(dict))
+    aliases: dict[int, dict[bytes, AliasEntry]] = field(default_factory=lambda: defaultdict(dict))
+    alias_changed: dict[int, set[bytes]] = field(default_factory=lambda: defaultdict(set))
+    received: dict[bytes, Any] = field(default_factory=dict)
+    failures: list[tuple[StateInput, BaseException, str | None]] = field(default_factory=list)
+    sources: dict[bytes, list[StateInput]] = field(default_factory=lambda: defaultdict(list))
+    """The events that changed each payment in this batch: its dead letters if its state cannot be stored."""
+    forward: list[StateInput] = field(default_factory=list)
+    events: list[StateInput] = field(default_factory=list)
+    """Resolved events for payments.events.v1 (they were held or keyed by an alias in stage 1)."""
+    transitions: Counter[str] = field(default_factory=Counter)
+
+
+class StateStage:
+    """The payment-state table and what applying to it sends; shared by both worker stages."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        events_topic: str,
+        state_topic: str,
+        state_input_topic: str,
+        states: PartitionedTable,
+        dead_letters: DeadLetters,
+        metrics: WorkerMetrics,
+        event_serde: AvroSerde[PaymentEvent],
+        state_serde: AvroSerde[PaymentState],
+        partitions: int,
+        tracer: Tracer,
+        processed: dict[str, int],
+    ) -> None:
+        self.app = app
+        self.events_topic = events_topic
+        self.state_topic = state_topic
+        self.state_input_topic = state_input_topic
+        self.states = states
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.event_serde = event_serde
+        self.state_serde = state_serde
+        self.partitions = partitions
+        self.tracer = tracer
+        self.processed = processed
+        self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    async def apply(self, items: Sequence[StateInput]) -> list[asyncio.Future[Any]]:
+        """Apply events to payment states: one table write and one output per payment per batch.
+
+        Runs under the state table's lock until every record is queued, so the changelog keeps the
+        order of the local writes even with both stages applying. Only partitions the table says we
+        own and have restored are touched; an event for any other goes (back) to the state-input
+        topic. An event the state has already applied (a replay after a crash) re-emits the current
+        state: its first emission may not have reached the topic.
+        """
+        if not items:
+            return []
+        async with self.states.lock:
+            return await self._apply_owned(items, self.states.owned_partitions())
+
+    async def _apply_owned(self, items: Sequence[StateInput], owned: frozenset[int]) -> list[asyncio.Future[Any]]:
+        batch = _StateBatch()
+        queue = deque(items)
+        while queue:
+            item = queue.popleft()
+            try:
+                if item.partition not in owned:
+                    batch.forward.append(item)
+                elif item.event.event_type == LINK_EVENT_TYPE:
+                    self._on_link(item, batch, queue)
+                else:
+                    identity = identify(item.event)
+                    if identity.payment is None:
+                        self._on_unresolved(item, identity.alias or item.event.payment_id, batch, queue)
+                    elif self._apply_one(item, batch):
+                        queue.extend(self._links(item.event, identity))
+            except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
+                log.exception("state stage failed", extra={"event_key": item.event.event_key})
+                batch.failures.append((item, exc, None))
+        return await self._send_state_outputs(batch, owned, len(items))
+
+    def _apply_one(self, item: StateInput, batch: _StateBatch) -> bool:
+        """Apply one event to its payment's state; False when it could not be read or applied."""
+        partition, key, event = item.partition, item.key, item.event
+        state = batch.changed[partition].get(key)
+        if state is None:
+            raw = self.states.get(partition, key)
+            if raw is not None:
+                try:
+                    state = self.state_serde.decode(raw)
+                except DecodeError as exc:
+                    batch.failures.append((item, exc, "unreadable_state"))
+                    return False
+        try:
+            new_state = apply_event(state, event)
+        except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
+            log.exception("state machine failed", extra={"event_key": event.event_key})
+            batch.failures.append((item, exc, None))
+            return False
+        if new_state is None:
+            if state is not None and event.kind != "other" and key not in batch.changed[partition]:
+                batch.reemit[partition][key] = state
+            return True
+        batch.transitions["kept" if state is not None and state.status == new_state.status else "moved"] += 1
+        if self.tracer.enabled:
+            span = self.tracer.start_span("apply state", event.traceparent,
+                                          {"paystream.payment": key.decode(), "paystream.status": new_state.status})
+            new_state.traceparent = self.tracer.traceparent_of(span)
+            span.end()
+        batch.changed[partition][key] = new_state
+        batch.reemit[partition].pop(key, None)
+        batch.received[key] = event.received_at
+        batch.sources[key].append(item)
+        return True
+
+    # Identity: one canonical payment per purchase (streams/identity.py) ---------------------------------
+
+    def _links(self, event: PaymentEvent, identity: Identity) -> list[StateInput]:
+        """Link records for the aliases this event proves, unless this worker already sent the same link."""
+        out: list[StateInput] = []
+        for alias in identity.links:
+            if identity.payment is None or self._linked.get((event.provider, alias)) == identity.payment:
+                continue
+            self._linked[(event.provider, alias)] = identity.payment
+            if len(self._linked) > _LINK_CACHE:
+                self._linked.popitem(last=False)
+            link = link_event(event, alias, identity.payment)
+            key = f"{event.provider}:{alias}".encode()
+            out.append(StateInput(None, partition_for(key, self.partitions), key, link,
+                                  self.event_serde.encode(link), []))
+        return out
+
+    def _alias_entry(self, batch: _StateBatch, partition: int, key: bytes) -> AliasEntry:
+        entry = batch.aliases[partition].get(key)
+        if entry is None:
+            entry = AliasEntry.unpack(self.states.get(partition, ALIAS_PREFIX + key))
+            batch.aliases[partition][key] = entry
+        return entry
+
+    def _on_link(self, item: StateInput, batch: _StateBatch, queue: deque[StateInput]) -> None:
+        """Record which payment this alias belongs to and release the events held for it."""
+        payment = item.event.related_ids[RESOLVED]
+        entry = self._alias_entry(batch, item.partition, item.key)
+        if entry.payment is None:
+            entry.payment = payment
+            batch.alias_changed[item.partition].add(item.key)
+            self.metrics.identity.labels("linked").inc()
+        elif entry.payment != payment:
+            log.warning("alias already linked to another payment; link ignored",
+                        extra={"alias": item.key.decode(), "payment": entry.payment, "other": payment})
+            self.metrics.identity.labels("conflict").inc()
+            return
+        for value, headers in entry.held.values():  # again on a replayed link: applied once by event key
+            try:
+                held = self.event_serde.decode(value)
+            except DecodeError as exc:
+                batch.failures.append((StateInput(item.message, item.partition, item.key, item.event, value, headers),
+                                       exc, "unreadable_held_event"))
+                continue
+            queue.append(self._resolve(StateInput(item.message, item.partition, item.key, held, value, headers),
+                                       entry.payment, batch))
+
+    def _on_unresolved(self, item: StateInput, alias: str, batch: _StateBatch, queue: deque[StateInput]) -> None:
+        """An event naming only an alias: on to its payment when linked, else held until the link arrives."""
+        entry = self._alias_entry(batch, item.partition, item.key)
+        if entry.payment is not None:
+            queue.append(self._resolve(item, entry.payment, batch))
+        elif entry.hold(item.event.event_key, item.value, item.headers):
+            batch.alias_changed[item.partition].add(item.key)
+            self.metrics.identity.labels("held").inc()
+            log.info("event held until its payment is known",
+                     extra={"event_key": item.event.event_key, "alias": alias})
+
+    def _resolve(self, item: StateInput, payment: str, batch: _StateBatch) -> StateInput:
+        """The event re-keyed to its payment; it goes to payments.events.v1 now (it was not emitted before)."""
+        event = resolved(item.event, payment)
+        key = event.payment_key.encode()
+        value = self.event_serde.encode(event)
+        resolved_item = StateInput(item.message, partition_for(key, self.partitions), key, event, value,
+                                   item.headers)
+        batch.events.append(resolved_item)
+        self.metrics.identity.labels("resolved").inc()
+        return resolved_item
+
+    def _encode_states(self, states: dict[bytes, PaymentState], batch: _StateBatch) -> dict[bytes, bytes | None]:
+        """Encoded states; a state that cannot be encoded is not stored, and the events that changed it in
+        this batch become dead letters."""
+        encoded: dict[bytes, bytes | None] = {}
+        for key, state in list(states.items()):
+            try:
+                encoded[key] = self.state_serde.encode(state)
+            except Exception as exc:  # logged; one payment must not stop the batch
+                log.exception("payment state cannot be encoded", extra={"payment": key.decode("utf-8", "replace")})
+                del states[key]
+                batch.failures.extend((item, exc, "unencodable_state") for item in batch.sources.pop(key, []))
+        return encoded
+
+    async def _send_state_outputs(self, batch: _StateBatch, owned: frozenset[int],
+                                  count: int) -> list[asyncio.Future[Any]]:
+        """Write the batch's states and alias entries, then queue every output (under the table lock)."""
+        encoded = {partition: self._encode_states(states, batch) for partition, states in batch.changed.items()}
+        for partition, keys in batch.alias_changed.items():
+            values = encoded.setdefault(partition, {})
+            for key in keys:
+                values[ALIAS_PREFIX + key] = batch.aliases[partition][key].pack()
+        for partition, values in encoded.items():
+            self.states.write_local(partition, dict(values))
+        # -- the table is consistent; the lock keeps other writers out until the records are queued --
+        producer = self.app.producer
+        futures: list[asyncio.Future[Any]] = []
+        for item, error, reason in batch.failures:
+            replacement = Replacement(self.state_input_topic, item.partition, item.key, item.value, item.headers)
+            futures.append(await self.dead_letters.send(item.message, "state", error, reason=reason,
+                                                        replacement=replacement))
+        for item in batch.events:
+            futures.append(await producer.send(self.events_topic, item.key, item.value, item.partition, None,
+                                               item.headers))
+        now = time.time()
+        for partition, values in encoded.items():
+            futures.extend(await self.states.send_changelog(partition, dict(values)))
+            for key, state in batch.changed.get(partition, {}).items():
+                headers = [("traceparent", state.traceparent.encode())] if state.traceparent else []
+                futures.append(await producer.send(self.state_topic, key, values[key], partition, None, headers))
+                self.metrics.e2e_seconds.observe(max(0.0, now - batch.received[key].timestamp()))
+        for partition, states in batch.reemit.items():
+            # the changelog too: a worker that stopped after its local write but before the changelog's
+            # acknowledgement has the state locally and nowhere else
+            reemitted = {key: self.state_serde.encode(state) for key, state in states.items()}
+            futures.extend(await self.states.send_changelog(partition, dict(reemitted)))
+            for key, value in reemitted.items():
+                futures.append(await producer.send(self.state_topic, key, value, partition, None, []))
+        for item in batch.forward:
+            futures.append(await producer.send(self.state_input_topic, item.key, item.value, item.partition, None,
+                                               item.headers))
+        for outcome, n in batch.transitions.items():
+            self.metrics.transitions.labels(outcome).inc(n)
+        if batch.forward:
+            self.metrics.forwarded.inc(len(batch.forward))
+            if not owned:
+                log.info("state table not restored (rebalance under way); events sent to the state-input topic",
+                         extra={"events": len(batch.forward)})
+        applied = max(0, count - len(batch.forward) - len(batch.failures))
+        self.processed["events"] += applied
+        self.metrics.applied.inc(applied)
+        return futures
