@@ -9,6 +9,7 @@ model applied to the input.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -172,12 +173,16 @@ def follow_ups(first: list[Delivery], seed: int) -> list[Delivery]:
         if delivery.event_type not in ("payment_intent.succeeded", "PAYMENT.CAPTURE.COMPLETED"):
             continue
         amount = 50
-        if delivery.provider == "stripe":
+        obj = json.loads(delivery.body)
+        if delivery.provider == "stripe":  # the refund names the payment's own charge
+            charge = obj["data"]["object"]["latest_charge"]
             more.append(stripe_refund("refund.created", f"re_{rng.getrandbits(48):x}", delivery.payment_id,
-                                      "ch_x", amount=amount, currency="USD", created=int(later.timestamp())))
-        else:
-            more.append(paypal_refund("PAYMENT.CAPTURE.REFUNDED", f"R{rng.getrandbits(48):X}", delivery.payment_id,
-                                      amount=amount, total_refunded=0, currency="USD", when=later))
+                                      charge, amount=amount, currency="USD", created=int(later.timestamp())))
+        else:  # a PayPal refund names only its capture, which the worker links to the order (the payment)
+            capture = obj["resource"]["id"]
+            more.append(paypal_refund("PAYMENT.CAPTURE.REFUNDED", f"R{rng.getrandbits(48):X}", capture,
+                                      amount=amount, total_refunded=0, currency="USD", when=later,
+                                      order=delivery.payment_id))
     return more
 
 
