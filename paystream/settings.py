@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(5, ge=1)
     publish_linger_ms: int = Field(1, ge=0, le=100, description="producer linger: concurrent requests share a "
                                                                  "produce request (fewer syscalls, less CPU)")
+    ingress_producer: Literal["confluent", "aiokafka"] = Field(
+        "confluent", description="the ingress's Kafka client: librdkafka (confluent-kafka) or aiokafka")
 
     # Streams
     dedup_ttl_s: int = Field(302_400, ge=MIN_DEDUP_TTL_S)

@@ -8,7 +8,8 @@ DESIGN.md lists seven; this module handles the client-side ones:
    log end, for multi-record batches -> `CompatConsumer.end_offsets` asks a Fetch
    for the high watermark, through the consumer's own client.
 3. librdkafka consumers stall on topics written by aiokafka -> paystream only
-   ever consumes with aiokafka (a test scans the code base for confluent_kafka).
+   ever consumes with aiokafka (a test scans the code base for confluent_kafka
+   consumers; the ingress's librdkafka producer is not affected, see ingress/rdkafka.py).
 5. The first group join waits about half the session timeout -> short session
    and rebalance timeouts in `consumer_group_options` / `faust_broker_options`.
 8. (found here, not in DESIGN.md) a Fetch waits out its whole max_wait even when
