@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingress.metrics import IngressMetrics
-from ingress.publisher import Publisher
+from ingress.publisher import BrokerPublisher, Publisher
+from ingress.rdkafka import ConfluentPublisher
 from ingress.registration import SchemaRegistration
 from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
 from ingress.verify.certs import default_roots
@@ -28,7 +29,7 @@ Clock = Callable[[], float]
 class IngressContext:
     settings: Settings
     topics: TopicCatalog
-    publisher: Publisher
+    publisher: BrokerPublisher
     serde: AvroSerde[WebhookEnvelope]
     metrics: IngressMetrics
     stripe: StripeVerifier
@@ -44,7 +45,7 @@ class IngressContext:
 def build_context(
     settings: Settings,
     *,
-    publisher: Publisher | None = None,
+    publisher: BrokerPublisher | None = None,
     clock: Clock = time.time,
     paypal_certs: PayPalCertStore | None = None,
     metrics: IngressMetrics | None = None,
@@ -53,7 +54,8 @@ def build_context(
     if publisher is None:
         if not settings.kafka_bootstrap:
             raise ValueError("the ingress needs PAYSTREAM_KAFKA_BOOTSTRAP (`paystream dev` runs an embedded broker)")
-        publisher = Publisher(
+        client = ConfluentPublisher if settings.ingress_producer == "confluent" else Publisher
+        publisher = client(
             settings.kafka_bootstrap,
             producer_options={**producer_options(embedded=settings.uses_embedded_broker,
                                                  linger_ms=settings.publish_linger_ms),

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -45,7 +45,7 @@ from aiokafka.errors import (
 
 from ingress.exceptions import PublishError, RecordRejectedError
 
-__all__ = ["Publisher"]
+__all__ = ["BrokerPublisher", "Publisher"]
 
 log = logging.getLogger("paystream.ingress.publisher")
 
@@ -58,6 +58,22 @@ _RECORD_LEVEL = (*_TOO_LARGE, CorruptRecordException, InvalidMessageError, Inval
 def _record_rejected(exc: KafkaError) -> RecordRejectedError:
     return RecordRejectedError(f"broker refused the record: {type(exc).__name__}: {exc}",
                                too_large=isinstance(exc, _TOO_LARGE))
+
+
+class BrokerPublisher(Protocol):
+    """What the ingress needs from a producer: `Publisher` (aiokafka) and `ConfluentPublisher` (librdkafka)."""
+
+    last_error: str | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    async def publish(
+        self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> tuple[int, int]: ...
 
 
 class Publisher:

@@ -68,7 +68,7 @@ def create_worker(settings: Settings) -> Worker:
         producer_linger=0.001,
         stream_wait_empty=True,  # a rebalance waits for the batch in hand (state ownership is checked per batch)
         table_standby_replicas=settings.table_standby_replicas,
-        **faust_broker_options(embedded=embedded),
+        **faust_broker_options(embedded=embedded, processing_guarantee=settings.processing_guarantee),
     )
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)

@@ -56,6 +56,7 @@ def worker(port: int | None, worker_id: str | None) -> None:
         await startup_finished()
         log.info("worker ready", extra={"port": settings.worker_port, "partitions": settings.partitions,
                                         "reconciliation": settings.reconciliation,
+                                        "processing_guarantee": settings.processing_guarantee,
                                         "embedded_broker": settings.uses_embedded_broker,
                                         "embedded_broker_compat": embedded_broker_compat_installed()})
 

@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from schemas.topics import TopicCatalog
 
-__all__ = ["DEFAULT_PAYPAL_CERT_HOSTS", "ENVELOPE_OVERHEAD_BYTES", "KAFKA_DEFAULT_MESSAGE_MAX_BYTES", "Settings"]
+__all__ = ["DEFAULT_PAYPAL_CERT_HOSTS", "ENVELOPE_OVERHEAD_BYTES", "EXACTLY_ONCE_NEEDS_KAFKA",
+           "KAFKA_DEFAULT_MESSAGE_MAX_BYTES", "Settings"]
 
 DEFAULT_PAYPAL_CERT_HOSTS = (
     "api.paypal.com",
@@ -30,6 +31,11 @@ KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_048_588
 ENVELOPE_OVERHEAD_BYTES = 68 * 1024
 """What a `WebhookEnvelope` record adds to its body, bounded: the kept request headers (the ingress caps a
 request head at 64 KiB) plus ids, key, Kafka headers and batch framing (well under 4 KiB)."""
+
+EXACTLY_ONCE_NEEDS_KAFKA = (
+    "PAYSTREAM_PROCESSING_GUARANTEE=exactly_once needs Apache Kafka: the embedded broker has no transactions "
+    "(DESIGN.md quirk 1). Use at_least_once there (effectively-once through keyed dedup), or point "
+    "PAYSTREAM_KAFKA_BOOTSTRAP at Apache Kafka with PAYSTREAM_EMBEDDED_BROKER=false")
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -83,8 +89,13 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(5, ge=1)
     publish_linger_ms: int = Field(1, ge=0, le=100, description="producer linger: concurrent requests share a "
                                                                  "produce request (fewer syscalls, less CPU)")
+    ingress_producer: Literal["confluent", "aiokafka"] = Field(
+        "confluent", description="the ingress's Kafka client: librdkafka (confluent-kafka) or aiokafka")
 
     # Streams
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", description="exactly_once = Faust transactions: Apache Kafka only (the embedded broker has "
+                                     "none); at-least-once + keyed dedup is effectively-once on either")
     dedup_ttl_s: int = Field(302_400, ge=MIN_DEDUP_TTL_S)
     dedup_sweep_interval_s: float = Field(300.0, gt=0, description="how often expired dedup entries are deleted")
     stream_batch_size: int = Field(1000, ge=1, description="records per worker batch")
@@ -161,6 +172,12 @@ class Settings(BaseSettings):
                 raise ValueError("expected source=secret pairs separated by commas")
             result.setdefault(source.strip(), []).append(secret.strip())
         return result
+
+    @model_validator(mode="after")
+    def _check_processing_guarantee(self) -> Settings:
+        if self.processing_guarantee == "exactly_once" and self.uses_embedded_broker:
+            raise ValueError(EXACTLY_ONCE_NEEDS_KAFKA)
+        return self
 
     @model_validator(mode="after")
     def _check_production_secrets(self) -> Settings:

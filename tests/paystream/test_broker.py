@@ -143,19 +143,42 @@ async def test_quirk2_end_offsets_from_fetch_high_watermark(kafka: Any, topics: 
         assert raw[tps[1]] < 500  # the quirk itself: the reason CompatConsumer exists
 
 
-# Quirk 3: librdkafka consumers stall -> nothing in paystream uses confluent_kafka -------------
+# Quirk 3: librdkafka consumers stall -> paystream never consumes with confluent_kafka -------------
 
-def test_quirk3_no_librdkafka_client_in_the_code_base() -> None:
+_LIBRDKAFKA_CONSUMERS = ("Consumer", "DeserializingConsumer", "AIOConsumer", "ShareConsumer",
+                         "DeserializingShareConsumer")
+
+
+def _librdkafka_consumer_uses(tree: ast.AST) -> list[str]:
+    """confluent_kafka consumer classes a module imports or reaches as an attribute (its producer is fine)."""
+    aliases = {"confluent_kafka"}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {a.asname or a.name for a in node.names if a.name.split(".")[0] == "confluent_kafka"}
+            found += [a.name for a in node.names if "consumer" in a.name.lower()
+                      and a.name.split(".")[0] == "confluent_kafka"]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "confluent_kafka":
+            found += [f"{node.module}.{a.name}" for a in node.names
+                      if a.name in _LIBRDKAFKA_CONSUMERS or "consumer" in node.module.lower()]
+        elif isinstance(node, ast.Attribute) and node.attr in _LIBRDKAFKA_CONSUMERS:
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in aliases:
+                found.append(node.attr)
+    return found
+
+
+def test_quirk3_no_librdkafka_consumer_in_the_code_base() -> None:
+    """Quirk 3 was seen for librdkafka *consumers* only; the ingress's librdkafka producer is allowed."""
     for package in ("paystream", "ingress", "streams", "schemas", "connectors"):
         for path in (ROOT / package).rglob("*.py"):
-            tree = ast.parse(path.read_text("utf-8"))
-            for node in ast.walk(tree):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    names = [node.module]
-                assert not any(n.split(".")[0] == "confluent_kafka" for n in names), path
+            assert _librdkafka_consumer_uses(ast.parse(path.read_text("utf-8"))) == [], path
+    assert _librdkafka_consumer_uses(ast.parse("from confluent_kafka import Consumer")) == ["confluent_kafka.Consumer"]
+    assert _librdkafka_consumer_uses(ast.parse("import confluent_kafka as ck\nck.Consumer({})")) == ["Consumer"]
+    assert _librdkafka_consumer_uses(ast.parse("from confluent_kafka.aio import AIOConsumer")) != []
+    assert _librdkafka_consumer_uses(ast.parse("from confluent_kafka import Producer")) == []
 
 
 # Quirk 4: memory only -> incarnations ------------------------------------------------------------

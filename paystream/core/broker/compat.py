@@ -8,7 +8,8 @@ DESIGN.md lists seven; this module handles the client-side ones:
    log end, for multi-record batches -> `CompatConsumer.end_offsets` asks a Fetch
    for the high watermark, through the consumer's own client.
 3. librdkafka consumers stall on topics written by aiokafka -> paystream only
-   ever consumes with aiokafka (a test scans the code base for confluent_kafka).
+   ever consumes with aiokafka (a test scans the code base for confluent_kafka
+   consumers; the ingress's librdkafka producer is not affected, see ingress/rdkafka.py).
 5. The first group join waits about half the session timeout -> short session
    and rebalance timeouts in `consumer_group_options` / `faust_broker_options`.
 8. (found here, not in DESIGN.md) a Fetch waits out its whole max_wait even when
@@ -82,11 +83,15 @@ def consumer_group_options(*, embedded: bool) -> dict[str, Any]:
             **consumer_fetch_options(embedded=False)}
 
 
-def faust_broker_options(*, embedded: bool) -> dict[str, Any]:
-    """The same timeouts in Faust's setting names, plus at-least-once (quirk 1)."""
+def faust_broker_options(*, embedded: bool, processing_guarantee: str = "at_least_once") -> dict[str, Any]:
+    """The same timeouts in Faust's setting names, plus the processing guarantee: never transactions on the
+    embedded broker (quirk 1), exactly_once on Apache Kafka when asked for."""
+    if embedded and processing_guarantee != "at_least_once":
+        raise ValueError(f"processing_guarantee={processing_guarantee!r} needs Apache Kafka: the embedded broker "
+                         "has no transactions (quirk 1)")
     group = consumer_group_options(embedded=embedded)
     return {
-        "processing_guarantee": "at_least_once",
+        "processing_guarantee": processing_guarantee,
         "broker_session_timeout": group["session_timeout_ms"] / 1000,
         "broker_rebalance_timeout": group["rebalance_timeout_ms"] / 1000,
         "broker_heartbeat_interval": group["heartbeat_interval_ms"] / 1000,
