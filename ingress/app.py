@@ -25,7 +25,8 @@ class IngressApp(FastAPI):
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return WebhookFastPath(super().build_middleware_stack(), self._ingress_ctx)
+        stack = super().build_middleware_stack()
+        return WebhookFastPath(stack, self._ingress_ctx) if self._ingress_ctx.settings.ingress_fastpath else stack
 
 
 def create_app(settings: Settings, **context_overrides: Any) -> FastAPI:

@@ -34,3 +34,24 @@ def test_relative_links_lead_somewhere() -> None:
             if not (document.parent / target).exists():
                 dead.append(f"{document.relative_to(root)} -> {target}")
     assert dead == []
+
+
+def test_measured_figures_are_read_from_their_reports() -> None:
+    """The ingress and sink rows of the Measured table copy their reports: every figure shown is in the
+    report, and the verdict says "not met" exactly when the report's worst run misses a target."""
+    root = Path(__file__).resolve().parents[1]
+    table = README.split("## Measured", 1)[1].split("\n\n", 2)[2]
+    checked = 0
+    for row in table.splitlines():
+        link = re.search(r"\]\((bench/reports/(ingress|sink)\.md)\)", row)
+        if not row.startswith("|") or link is None:
+            continue
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        shown, verdict = cells[1], cells[3]
+        report = (root / link.group(1)).read_text("utf-8").replace(",", "")
+        figures = [f.replace(",", "") for f in re.findall(r"\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+|\d{3,}", shown)]
+        assert figures, row
+        assert [f for f in figures if f not in report] == [], f"{link.group(2)}: figures not in its report"
+        assert ("not met" in verdict) == ("not met" in report), f"{link.group(2)}: verdict differs from the report"
+        checked += 1
+    assert checked == 2

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     ingress_host: str = "127.0.0.1"
     ingress_port: int = Field(8080, ge=0, le=65535)
+    ingress_fastpath: bool = Field(True, description="webhook POSTs bypass FastAPI's middleware and router "
+                                                     "(ingress/fastpath.py); false = the plain FastAPI routes, "
+                                                     "for the benchmark's A/B")
     worker_port: int = Field(6066, ge=0, le=65535)
     sink_metrics_port: int = Field(9108, ge=0, le=65535)
     broker_port: int = Field(9092, ge=0, le=65535)

@@ -32,7 +32,7 @@ from schemas.records import ReconciliationWindow
 from schemas.serde import AvroSerde
 from streams.reconcile.join import META_KEY, DeadLetterSink
 from streams.reconcile.model import Contribution, Placement, WindowSpec
-from streams.reconcile.store import PartitionStore, Producer, gather
+from streams.reconcile.store import PartitionStore, Producer, gather, partition_for
 from streams.reconcile.windows import SourceClock, decode_batch, digest, summarize, watermark
 
 __all__ = ["ReconcileMetrics", "WindowAggregator"]
@@ -203,6 +203,14 @@ class WindowAggregator:
                    late: int) -> ReconciliationWindow:
         provider, _, currency = key[0].partition(":")
         return summarize(provider, currency, key[1], self.spec, ((pid, c) for pid, c in views if c is not None), late)
+
+    def stored_placements(self, series: str, start_ms: int) -> list[tuple[str, Placement]]:
+        """A window's payments as this worker's table holds them (the ops drill-down; the caller
+        makes sure this worker is the active owner of the series' partition)."""
+        partition = partition_for(series.encode(), self.sources)
+        prefix = _entry_prefix((series, start_ms))
+        return [(raw[len(prefix):].decode(), Placement.unpack(orjson.loads(value)))
+                for raw, value in self.store.scan_prefix(partition, prefix)]
 
     def _placements(self, partition: int, part: _Partition, key: WindowKey) -> Iterator[tuple[str, Placement]]:
         prefix = _entry_prefix(key)

@@ -62,7 +62,12 @@ class WindowSpec:
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """What one payment adds to one window; money in minor units of the window's currency."""
+    """What one payment adds to one window; money in minor units of the window's currency.
+
+    `merchant_reference` (the ledger's) rides along for the ops drill-down; it is not part of
+    the comparison, so a ledger correction that changes only the reference moves no window
+    and counts no late event.
+    """
 
     expected_minor: int | None = None
     confirmed_minor: int | None = None
@@ -71,10 +76,14 @@ class Contribution:
     captured_minor: int = 0
     refunded_minor: int = 0
     disputed_minor: int = 0
+    merchant_reference: str | None = field(default=None, compare=False)
 
     def pack(self) -> list[Any]:
-        return [self.expected_minor, self.confirmed_minor, self.status, self.amount_minor, self.captured_minor,
-                self.refunded_minor, self.disputed_minor]
+        packed = [self.expected_minor, self.confirmed_minor, self.status, self.amount_minor, self.captured_minor,
+                  self.refunded_minor, self.disputed_minor]
+        if self.merchant_reference is not None:  # placements stored before it existed have seven fields
+            packed.append(self.merchant_reference)
+        return packed
 
     @classmethod
     def unpack(cls, data: list[Any]) -> Contribution:
@@ -118,6 +127,7 @@ class LedgerFacts:
     amount_minor: int
     currency: str
     expected_ms: int
+    merchant_reference: str | None = None
 
 
 @dataclass(slots=True)
@@ -130,7 +140,7 @@ class JoinState:
 
     def pack(self) -> list[Any]:
         ledger = None if self.ledger is None else [self.ledger.amount_minor, self.ledger.currency,
-                                                   self.ledger.expected_ms]
+                                                   self.ledger.expected_ms, self.ledger.merchant_reference]
         return [ledger, None if self.payment is None else self.payment.pack(),
                 [[cur, start, p.pack()] for (cur, start), p in self.placements.items()]]
 
@@ -157,7 +167,8 @@ def fold_event(state: JoinState, event: PaymentEvent) -> bool:
 
 def fold_ledger(state: JoinState, entry: LedgerEntry) -> None:
     """The latest ledger record for a payment replaces an earlier one (a corrected import)."""
-    state.ledger = LedgerFacts(entry.amount_minor, entry.currency, to_epoch_ms(entry.expected_at))
+    state.ledger = LedgerFacts(entry.amount_minor, entry.currency, to_epoch_ms(entry.expected_at),
+                               entry.merchant_reference or None)
 
 
 def ledger_problem(entry: LedgerEntry, key: bytes | None) -> str | None:
@@ -173,14 +184,15 @@ def ledger_problem(entry: LedgerEntry, key: bytes | None) -> str | None:
 
 # Where a payment belongs ---------------------------------------------------------------------------------
 
-def provider_contribution(payment: ProviderFacts, expected_minor: int | None = None) -> Contribution:
+def provider_contribution(payment: ProviderFacts, expected_minor: int | None = None,
+                          merchant_reference: str | None = None) -> Contribution:
     """The provider's side: status, amounts, and the confirmed amount once the money was captured."""
     confirmed = None
     if payment.status in CONFIRMED_STATUSES:
         confirmed = payment.captured_minor or payment.amount_minor or 0
     disputed = payment.disputed_minor if payment.status in _MONEY_AT_RISK else 0
     return Contribution(expected_minor, confirmed, payment.status, payment.amount_minor or 0, payment.captured_minor,
-                        payment.refunded_minor, disputed)
+                        payment.refunded_minor, disputed, merchant_reference)
 
 
 def targets(state: JoinState, spec: WindowSpec) -> dict[WindowRef, Contribution]:
@@ -198,9 +210,9 @@ def targets(state: JoinState, spec: WindowSpec) -> dict[WindowRef, Contribution]
     if ledger is not None:
         ref = (ledger.currency, spec.start(ledger.expected_ms))
         if payment is not None and payment.currency in (None, ledger.currency):
-            out[ref] = provider_contribution(payment, ledger.amount_minor)
+            out[ref] = provider_contribution(payment, ledger.amount_minor, ledger.merchant_reference)
             return out
-        out[ref] = Contribution(expected_minor=ledger.amount_minor)
+        out[ref] = Contribution(expected_minor=ledger.amount_minor, merchant_reference=ledger.merchant_reference)
     if payment is not None and payment.currency is not None:
         confirmed = payment.status in CONFIRMED_STATUSES and payment.confirmed_ms is not None
         anchor = payment.confirmed_ms if confirmed and payment.confirmed_ms is not None else payment.first_ms

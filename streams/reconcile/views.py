@@ -1,8 +1,11 @@
-"""Ops views: `GET /reconciliation/summary` and `GET /reconciliation/windows`, behind the ops token.
+"""Ops views: `GET /reconciliation/summary`, `/reconciliation/windows` and `/reconciliation/drilldown`.
 
-Both answer from the window feed (every emitted window, highest revision per key),
-so any worker answers for all of them; the summary adds this worker's own
-watermarks and open windows, which say why a window has not closed yet.
+All behind the ops token. The first two answer from the window feed (every emitted
+window, highest revision per key), so any worker answers for all of them; the summary
+adds this worker's own watermarks and open windows, which say why a window has not
+closed yet. The drill-down (`?key=<window key>`) lists the window's missing, unexpected
+and mismatched payments with both amounts and the ledger's merchant reference, from the
+window table of the worker that owns the series; another worker routes the request there.
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
-from schemas.clock import from_epoch_ms
+from schemas.clock import from_epoch_ms, to_epoch_ms
 from schemas.lifecycle import Provider
 from schemas.records import ReconciliationWindow
+from streams.reconcile.windows import drilldown
 from streams.views import protected
 
 if TYPE_CHECKING:
     from streams.reconcile.wiring import Reconciliation
     from streams.worker import Worker
 
-__all__ = ["register_disabled_reconciliation_views", "register_reconciliation_views", "window_json"]
+__all__ = ["drilldown_json", "register_disabled_reconciliation_views", "register_reconciliation_views",
+           "series_json", "window_json"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PROVIDERS = frozenset(p.value for p in Provider)
@@ -41,7 +47,7 @@ def window_json(window: ReconciliationWindow) -> dict[str, Any]:
 def series_json(window: ReconciliationWindow, counts: dict[str, int] | None = None) -> dict[str, Any]:
     """One window as `/reconciliation/summary` lists it (the ops console reads these keys)."""
     return {
-        "provider": window.provider, "currency": window.currency,
+        "key": window.key, "provider": window.provider, "currency": window.currency,
         "window_start": window.window_start.isoformat(), "window_end": window.window_end.isoformat(),
         "revision": window.revision, "is_correction": window.is_correction,
         "ledger_expected_minor": window.ledger_expected_minor,
@@ -50,6 +56,14 @@ def series_json(window: ReconciliationWindow, counts: dict[str, int] | None = No
         "disputed_minor": window.disputed_minor, "net_minor": window.net_minor,
         "failed_count": window.failed_count, "anomalies": counts or _anomalies(window),
     }
+
+
+def drilldown_json(window: ReconciliationWindow, payments: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One window as `/reconciliation/drilldown` answers it (the console's drill-down reads these keys)."""
+    return {"key": window.key, "provider": window.provider, "currency": window.currency,
+            "window_start": window.window_start.isoformat(), "window_end": window.window_end.isoformat(),
+            "revision": window.revision, "late_events": window.late_events, "anomalies": _anomalies(window),
+            "payments": payments}
 
 
 def _anomalies(window: ReconciliationWindow) -> dict[str, int]:
@@ -115,7 +129,24 @@ def register_reconciliation_views(worker: Worker, handle: Reconciliation) -> Non
         chosen = feed.select(provider=provider, currency=currency, since=since)
         return view.json({"count": len(chosen), "windows": [window_json(w) for w in chosen]})
 
-    for path, handler in (("/reconciliation/summary", summary), ("/reconciliation/windows", windows)):
+    async def detail(view: View, request: Request) -> Response:
+        key = request.query.get("key") or ""
+        window = feed.windows.get(key.replace(" ", "+"))
+        if window is None:
+            return view.json({"error": "not_found", "message": f"no closed window {key!r}"}, status=404)
+        series = f"{window.provider}:{window.currency}"
+        try:  # the window table's partition of this series may live on another worker
+            routed: Response = await app.router.route_req(handle.window_table.name, series.encode(), view.web,
+                                                          request)
+            return routed
+        except SameNode:
+            pass
+        placements = handle.windows.stored_placements(series, to_epoch_ms(window.window_start))
+        payments = drilldown((pid, p.current) for pid, p in placements if p.current is not None)
+        return view.json(drilldown_json(window, payments) | {"served_by": str(app.conf.canonical_url)})
+
+    for path, handler in (("/reconciliation/summary", summary), ("/reconciliation/windows", windows),
+                          ("/reconciliation/drilldown", detail)):
         view_class = type(f"Ops{handler.__name__.title()}Reconciliation", (View,),
                           {"get": protected(worker, handler)})
         app.page(path)(view_class)
@@ -129,6 +160,7 @@ def register_disabled_reconciliation_views(worker: Worker) -> None:
                           "message": "reconciliation is off on this worker (PAYSTREAM_RECONCILIATION=false)"},
                          status=404)
 
-    for path, name in (("/reconciliation/summary", "Summary"), ("/reconciliation/windows", "Windows")):
+    for path, name in (("/reconciliation/summary", "Summary"), ("/reconciliation/windows", "Windows"),
+                       ("/reconciliation/drilldown", "Drilldown")):
         view_class = type(f"Ops{name}ReconciliationDisabled", (View,), {"get": protected(worker, disabled)})
         worker.app.page(path)(view_class)

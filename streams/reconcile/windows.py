@@ -35,8 +35,10 @@ __all__ = [
     "PlacementRecord",
     "SourceClock",
     "Tick",
+    "anomaly_of",
     "decode_batch",
     "digest",
+    "drilldown",
     "encode_batch",
     "summarize",
     "watermark",
@@ -118,6 +120,33 @@ def watermark(sources: Mapping[int, SourceClock], count: int) -> int | None:
     return max(c.clock_ms for c in sources.values()) if sources else None
 
 
+MISSING, UNEXPECTED, MISMATCH = "missing_at_provider", "unexpected_at_provider", "amount_mismatches"
+
+
+def anomaly_of(c: Contribution) -> str | None:
+    """Which anomaly list a payment's contribution puts it on, if any (the window record and the drill-down
+    both ask here, so they cannot disagree)."""
+    if c.expected_minor is not None and c.confirmed_minor is None:
+        return MISSING
+    if c.expected_minor is None and c.confirmed_minor is not None:
+        return UNEXPECTED
+    if c.expected_minor is not None and c.confirmed_minor is not None and c.expected_minor != c.confirmed_minor:
+        return MISMATCH
+    return None
+
+
+def drilldown(contributions: Iterable[tuple[str, Contribution]]) -> dict[str, list[dict[str, Any]]]:
+    """The anomalous payments of a window with both amounts and the ledger's merchant reference."""
+    out: dict[str, list[dict[str, Any]]] = {MISSING: [], UNEXPECTED: [], MISMATCH: []}
+    for payment_id, c in sorted(contributions, key=lambda item: item[0]):
+        kind = anomaly_of(c)
+        if kind is not None:
+            out[kind].append({"payment_id": payment_id, "ledger_minor": c.expected_minor,
+                              "provider_minor": c.confirmed_minor, "status": c.status,
+                              "merchant_reference": c.merchant_reference})
+    return out
+
+
 def summarize(provider: str, currency: str, start_ms: int, spec: WindowSpec,
               contributions: Iterable[tuple[str, Contribution]], late_events: int = 0) -> ReconciliationWindow:
     """One window's record from its payments' contributions (revision 0; the caller sets corrections)."""
@@ -138,11 +167,12 @@ def summarize(provider: str, currency: str, start_ms: int, spec: WindowSpec,
         disputed += c.disputed_minor
         expected_total += c.expected_minor or 0
         confirmed_total += c.confirmed_minor or 0
-        if c.expected_minor is not None and c.confirmed_minor is None:
+        kind = anomaly_of(c)
+        if kind == MISSING:
             missing.append(payment_id)
-        elif c.expected_minor is None and c.confirmed_minor is not None:
+        elif kind == UNEXPECTED:
             unexpected.append(payment_id)
-        elif c.expected_minor is not None and c.confirmed_minor is not None and c.expected_minor != c.confirmed_minor:
+        elif kind == MISMATCH and c.expected_minor is not None and c.confirmed_minor is not None:
             mismatches.append(AmountMismatch(payment_id=payment_id, ledger_minor=c.expected_minor,
                                              provider_minor=c.confirmed_minor))
     return ReconciliationWindow(

@@ -51,6 +51,16 @@ async def test_both_paths_answer_alike(target: str, tmp_path: Path) -> None:
     assert len(publisher.records) == 1
 
 
+def test_the_fast_path_can_be_switched_off_for_the_benchmarks_a_b(tmp_path: Path) -> None:
+    from ingress.fastpath import WebhookFastPath
+
+    on = create_app(Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path), publisher=RecordingPublisher())
+    off = create_app(Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path, ingress_fastpath=False),
+                     publisher=RecordingPublisher())
+    assert isinstance(on.build_middleware_stack(), WebhookFastPath)
+    assert not isinstance(off.build_middleware_stack(), WebhookFastPath)
+
+
 async def test_unexpected_errors_become_a_logged_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     app, publisher = app_and_publisher(tmp_path)
 

@@ -194,3 +194,25 @@ async def test_an_idle_partition_stops_holding_windows_open() -> None:
     await harness.run()
     [window] = harness.outputs()
     assert (window.window_start, window.unexpected_at_provider) == (at(10), [busy[0]])
+
+
+def test_the_merchant_reference_rides_to_the_window_without_moving_it() -> None:
+    """The drill-down shows the ledger's reference; a ledger correction of the reference alone is no window
+    change (no placement sent, no late event), and placements stored before the field existed still read."""
+    state = JoinState()
+    fold_ledger(state, LedgerEntry(payment_id="pi_1", provider="stripe", amount_minor=1000, currency="EUR",
+                                   expected_at=at(10, 30), merchant_reference="order-7"))
+    fold_event(state, event("stripe", "pi_1", "confirm", 900, "EUR", at(10, 40)))
+    assert settle(state, targets(state, SPEC), ms(10, 40), SPEC) == [("EUR", H10)]
+    placed = state.placements[("EUR", H10)].current
+    assert placed is not None and placed.merchant_reference == "order-7"
+    assert JoinState.unpack(orjson.loads(orjson.dumps(state.pack()))).placements == state.placements
+    assert Contribution.unpack(placed.pack()).merchant_reference == "order-7"
+    fold_ledger(state, LedgerEntry(payment_id="pi_1", provider="stripe", amount_minor=1000, currency="EUR",
+                                   expected_at=at(10, 30), merchant_reference="order-7b"))
+    assert settle(state, targets(state, SPEC), ms(12), SPEC) == []
+    assert state.placements[("EUR", H10)].late == 0
+    old = Contribution.unpack([1000, None, None, 0, 0, 0, 0])  # seven fields: stored before the reference
+    assert old == Contribution(expected_minor=1000) and old.merchant_reference is None
+    assert JoinState.unpack([[1000, "EUR", ms(10)], None, []]).ledger == JoinState.unpack(
+        [[1000, "EUR", ms(10), None], None, []]).ledger
