@@ -117,8 +117,8 @@ async def ensure_topics(
     changing partitions moves keys, which an operator must decide to do.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
-    await admin.start()
-    try:
+    try:  # a start that fails half-way must still close the connections it opened
+        await admin.start()
         existing = set(await admin.list_topics())
         wanted = [t for t in catalog.new_topics(replication_factor) if t.name not in existing]
         created: list[str] = []
