@@ -122,6 +122,12 @@ class AvroSerde(Generic[R]):
             self._header = CONFLUENT_MAGIC + struct.pack(">I", self._schema_id)
         return self._header
 
+    def register(self) -> int:
+        """Register the schema now (at startup, before serving), so no encode ever waits on the registry."""
+        self._ensure_registered()
+        assert self._schema_id is not None
+        return self._schema_id
+
     def use_schema_id(self, schema_id: int) -> None:
         """Write Confluent framing with an id registered elsewhere (asynchronously, before serving)."""
         self._schema_id = schema_id

@@ -73,6 +73,11 @@ def create_worker(settings: Settings) -> Worker:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     schema_registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+    serdes = (envelope_serde(schema_registry), payment_event_serde(schema_registry),
+              payment_state_serde(schema_registry))
+    if schema_registry is not None:  # at startup, before the worker serves: no encode waits on the registry
+        for serde in serdes:
+            serde.register()
 
     raw_topic = app.topic(catalog.raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     state_input_topic = app.topic(catalog.state_input, key_type=bytes, value_type=bytes,
@@ -91,9 +96,9 @@ def create_worker(settings: Settings) -> Worker:
         states=PartitionedTable(app, state_table),
         dead_letters=dead_letters,
         metrics=metrics,
-        envelope_serde=envelope_serde(schema_registry),
-        event_serde=payment_event_serde(schema_registry),
-        state_serde=payment_state_serde(schema_registry),
+        envelope_serde=serdes[0],
+        event_serde=serdes[1],
+        state_serde=serdes[2],
         dedup_ttl_s=settings.dedup_ttl_s,
         partitions=settings.partitions,
         tracer=setup_tracing(settings.otlp_endpoint, "paystream-worker"),

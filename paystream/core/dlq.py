@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from paystream.core.broker import CompatConsumer, producer_options
+from paystream.core.broker import producer_options
+from paystream.core.topic_reader import read_to_end
 from schemas.dlq import ATTEMPTS, REPLAYED_FROM, DeadLetterInfo, parse_dlq_headers
 
 __all__ = ["DeadLetterRecord", "read_dead_letters", "replay_dead_letters"]
@@ -34,39 +35,17 @@ class DeadLetterRecord:
 async def read_dead_letters(bootstrap: str, topic: str, *, stage: str | None = None,
                             since: datetime | None = None, embedded: bool = True) -> AsyncIterator[DeadLetterRecord]:
     """Every dead letter currently on `topic`, oldest first per partition, optionally filtered."""
-    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                              embedded=embedded)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await consumer._client._wait_on_metadata(topic))]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
-                *remaining, timeout_ms=1000)
-            if not batch:
-                remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-                continue
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset >= ends[tp] - 1:
-                        remaining.discard(tp)
-                    if record.offset >= ends[tp]:
-                        continue
-                    headers = list(record.headers or [])
-                    try:
-                        info = parse_dlq_headers(headers)
-                    except (KeyError, ValueError):
-                        continue  # not a dead letter we wrote
-                    if stage is not None and info.stage != stage:
-                        continue
-                    if since is not None and info.failed_at < since:
-                        continue
-                    yield DeadLetterRecord(tp.partition, record.offset, record.key, record.value, info, headers)
-    finally:
-        await consumer.stop()
+    async for record in read_to_end(bootstrap, topic, embedded=embedded):
+        headers = list(record.headers or [])
+        try:
+            info = parse_dlq_headers(headers)
+        except (KeyError, ValueError):
+            continue  # not a dead letter we wrote
+        if stage is not None and info.stage != stage:
+            continue
+        if since is not None and info.failed_at < since:
+            continue
+        yield DeadLetterRecord(record.partition, record.offset, record.key, record.value, info, headers)
 
 
 async def replay_dead_letters(bootstrap: str, records: list[DeadLetterRecord], *, embedded: bool,

@@ -63,6 +63,9 @@ def register(worker: Worker) -> Reconciliation:
     catalog = settings.topics
     partitions = settings.partitions
     registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+    windows_serde = reconciliation_serde(registry)
+    if registry is not None:  # at startup, before serving: the window stage never waits on the registry
+        windows_serde.register()
     spec = WindowSpec.from_seconds(settings.recon_window_s, settings.recon_grace_s)
     placements_name = f"{app.conf.id}-reconcile-placements"
     inputs = app.topic(catalog.events, catalog.ledger, key_type=bytes, value_type=bytes)
@@ -82,9 +85,9 @@ def register(worker: Worker) -> Reconciliation:
                        ledger_serde=ledger_serde(registry), dead_letters=dead_letters)
     windows = WindowAggregator(store=PrefixTable(app, window_table), producer=producer,
                                output_topic=catalog.reconciliation, sources=partitions, spec=spec,
-                               serde=reconciliation_serde(registry), dead_letters=dead_letters,
+                               serde=windows_serde, dead_letters=dead_letters,
                                metrics=ReconcileMetrics(worker.registry))
-    feed = WindowFeed(reconciliation_serde(registry))
+    feed = WindowFeed(windows_serde)
     batch_size, within = settings.stream_batch_size, max(settings.stream_batch_ms / 1000, BATCH_WAIT_S)
 
     @app.agent(inputs, name="reconcile-join", supervisor_strategy=CrashingSupervisor)

@@ -139,3 +139,13 @@ def test_mutated_fixtures(envelope_factory: EnvelopeFactory, name: str, edits: l
     data = json.dumps(body).encode()  # stdlib json: NaN, Infinity and >64-bit integers reach orjson
     event_type = doc(name).get("type") or doc(name).get("event_type")
     outcome(envelope_factory(provider_of(name), data, event_id="evt_fuzz", event_type=event_type))
+
+
+@pytest.mark.parametrize("field", ["payment_intent", "charge"])
+def test_an_over_long_id_is_a_normalize_error_that_says_why(envelope_factory: EnvelopeFactory, field: str) -> None:
+    """A 10 KB id is no provider's and would not fit a database key: the normalizer refuses it (dead letter)."""
+    body = doc("stripe_charge.refunded.json")
+    body["data"]["object"]["payment_intent" if field == "payment_intent" else "id"] = "x" * 10_000
+    with pytest.raises(NormalizeError, match="id_too_long") as error:
+        normalize(envelope_factory("stripe", body))
+    assert "10000 characters (at most 255)" in str(error.value)
