@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -94,6 +95,7 @@ class Publisher:
         self._client_id = client_id
         self._reconnect_interval_s = reconnect_interval_s
         self._producer: AIOKafkaProducer | None = None
+        self._created: weakref.WeakSet[AIOKafkaProducer] = weakref.WeakSet()
         self._connector: asyncio.Task[None] | None = None
         self._ready_checked_at = 0.0
         self._ready_cached = False
@@ -106,18 +108,24 @@ class Publisher:
 
     def _new_producer(self) -> AIOKafkaProducer:
         timeout_ms = int(self._timeout_s * 1000)
-        return AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             request_timeout_ms=timeout_ms,
             metadata_max_age_ms=30_000,
             **self._options,
         )
+        self._created.add(producer)
+        return producer
 
     async def _try_start(self) -> bool:
         producer = self._new_producer()
         try:
             await producer.start()
+        except asyncio.CancelledError:  # stopped while connecting: close what the half-started client opened
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
         except (KafkaError, OSError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
@@ -152,6 +160,12 @@ class Publisher:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
+        # An abandoned or half-started producer whose stop failed (a paused broker) may still hold connections:
+        # close every client this publisher made, so nothing outlives its event loop.
+        for created in list(self._created):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(created.client.close(), self._timeout_s)
+        self._created.clear()
 
     async def __aenter__(self) -> Self:
         await self.start()

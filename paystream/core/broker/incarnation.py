@@ -23,8 +23,8 @@ log = logging.getLogger("paystream.broker.incarnation")
 async def fetch_cluster_id(bootstrap: str, *, timeout_ms: int = 10_000) -> str:
     """The cluster id from a Metadata response (v2+)."""
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-    await client.bootstrap()
-    try:
+    try:  # a bootstrap that fails half-way must still close what it opened
+        await client.bootstrap()
         node = client.get_random_node()
         response = await client.send(node, MetadataRequest(topics=[]))
         cluster_id = getattr(response, "cluster_id", None)
