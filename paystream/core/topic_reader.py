@@ -1,14 +1,15 @@
-"""Read a topic from its beginning to the end it has now (for replays, rebuilds and inspection)."""
+"""Read a topic from its beginning: to the end it has now (replays, rebuilds), or on and on (live views)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
 from paystream.core.broker import CompatConsumer
 
-__all__ = ["read_to_end"]
+__all__ = ["follow", "read_to_end"]
 
 
 async def read_to_end(bootstrap: str, topic: str, *, embedded: bool, partitions: Iterable[int] | None = None
@@ -36,5 +37,24 @@ async def read_to_end(bootstrap: str, topic: str, *, embedded: bool, partitions:
                         remaining.discard(tp)
                     if record.offset < ends[tp]:
                         yield record
+    finally:
+        await consumer.stop()
+
+
+async def follow(bootstrap: str, topic: str, partitions: Iterable[int], **options: Any
+                 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from the beginning, then each new one, until the caller stops iterating."""
+    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                              **options)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            for records in batches.values():
+                for record in records:
+                    yield record
     finally:
         await consumer.stop()

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from aiokafka import TopicPartition
-
-from paystream.core.broker import CompatConsumer
 from paystream.core.dlq import DeadLetterRecord, read_dead_letters, replay_dead_letters
+from paystream.core.topic_reader import follow as follow_topic
 from schemas.dlq import parse_dlq_headers
 
 __all__ = ["DeadLetterFeed", "LetterId", "now_iso", "replay_one"]
@@ -76,20 +74,8 @@ class DeadLetterFeed:
     async def follow(self, bootstrap: str, topic: str, partitions: Iterable[int], *, embedded: bool,
                      **options: Any) -> None:
         """Read `topic` from the beginning until cancelled."""
-        consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                  auto_offset_reset="earliest", embedded=embedded, **options)
-        await consumer.start()
-        try:
-            assigned = [TopicPartition(topic, p) for p in partitions]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        self.add(record.partition, record.offset, record.key, list(record.headers or ()))
-        finally:
-            await consumer.stop()
+        async for record in follow_topic(bootstrap, topic, partitions, embedded=embedded, **options):
+            self.add(record.partition, record.offset, record.key, list(record.headers or ()))
 
 
 async def replay_one(bootstrap: str, dlq_topic: str, letter: LetterId, *, embedded: bool) -> bool:

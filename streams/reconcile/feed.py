@@ -14,9 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from aiokafka import TopicPartition
-
-from paystream.core.broker import CompatConsumer
+from paystream.core.topic_reader import follow as follow_topic
 from schemas.exceptions import DecodeError
 from schemas.records import ReconciliationWindow
 from schemas.serde import AvroSerde
@@ -63,22 +61,11 @@ class WindowFeed:
 
     async def follow(self, bootstrap: str, topic: str, partitions: Iterable[int], **options: Any) -> None:
         """Read `topic` from the beginning until cancelled."""
-        consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                  auto_offset_reset="earliest", **options)
-        await consumer.start()
         try:
-            assigned = [TopicPartition(topic, p) for p in partitions]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        self.add(record.value)
+            async for record in follow_topic(bootstrap, topic, partitions, **options):
+                self.add(record.value)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("reconciliation feed stopped")
             raise
-        finally:
-            await consumer.stop()
