@@ -21,7 +21,7 @@ from paystream.core.settings import Settings
 from paystream.core.tracing import setup_tracing
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
-from streams.batches import run_batch
+from streams.batches import batches, run_batch
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
@@ -107,12 +107,12 @@ def create_worker(settings: Settings) -> Worker:
 
     @app.agent(raw_topic, name="dedup-normalize", supervisor_strategy=CrashingSupervisor)
     async def dedup_normalize(stream: Any) -> None:
-        async for events in stream.take_events(batch_size, within=within):
+        async for events in batches(stream, batch_size, within):
             await run_batch(events, pipeline.process_raw)
 
     @app.agent(state_input_topic, name="payment-state", supervisor_strategy=CrashingSupervisor)
     async def payment_state(stream: Any) -> None:
-        async for events in stream.take_events(batch_size, within=within):
+        async for events in batches(stream, batch_size, within):
             await run_batch(events, pipeline.process_state_input)
 
     @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]

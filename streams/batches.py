@@ -6,16 +6,20 @@ so that acknowledgement records nothing; the agents run under mode's `CrashingSu
 the worker instead of restarting the agent past the uncommitted records. The worker restarts
 (compose, Kubernetes, `paystream dev`) from the last commit, and the dedup table (and each
 reconciliation stage's stored offsets) turn what it reads again into replays.
+
+`batches` keeps the stream's own acknowledgements off for good: `take_events` restores the stream's
+`enable_acks` when it ends, and from then on Faust's passive drainer would acknowledge, unprocessed, every
+record it still fetches while the worker stops, and the stop's commit would skip them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-__all__ = ["run_batch", "withhold"]
+__all__ = ["batches", "run_batch", "withhold"]
 
 log = logging.getLogger("paystream.streams")
 
@@ -41,3 +45,13 @@ async def run_batch(events: Sequence[Any], handle: Callable[[list[Any]], Awaitab
             log.critical("batch not delivered; stopping the worker before Faust commits it (restart resumes from "
                          "the last commit)", extra={"records": len(messages), "error": repr(exc)[:500]})
         raise
+
+
+async def batches(stream: Any, size: int, within: float) -> AsyncIterator[Sequence[Any]]:
+    """`stream.take_events(size, within)` with acknowledgements only from `take_events` itself.
+
+    With `enable_acks` false before `take_events` starts, it is false after it ends too, so a record is
+    acknowledged only as part of a batch that was handled (`Stream(enable_acks=...)` is public Faust API)."""
+    stream.enable_acks = False
+    async for events in stream.take_events(size, within=within):
+        yield events

@@ -22,7 +22,7 @@ from mode import CrashingSupervisor
 from paystream.core.broker import consumer_fetch_options
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import ledger_serde, reconciliation_serde
-from streams.batches import run_batch
+from streams.batches import batches, run_batch
 from streams.partitioned import TABLE_OPTIONS
 from streams.reconcile.aggregate import ReconcileMetrics, WindowAggregator
 from streams.reconcile.feed import WindowFeed
@@ -92,12 +92,12 @@ def register(worker: Worker) -> Reconciliation:
 
     @app.agent(inputs, name="reconcile-join", supervisor_strategy=CrashingSupervisor)
     async def reconcile_join(stream: Any) -> None:
-        async for events in stream.take_events(batch_size, within=within):
+        async for events in batches(stream, batch_size, within):
             await run_batch(events, join.process)
 
     @app.agent(placements, name="reconcile-windows", supervisor_strategy=CrashingSupervisor)
     async def reconcile_windows(stream: Any) -> None:
-        async for events in stream.take_events(batch_size, within=within):
+        async for events in batches(stream, batch_size, within):
             await run_batch(events, windows.process)
 
     @app.timer(interval=IDLE_CHECK_S)  # type: ignore[untyped-decorator]
