@@ -27,13 +27,18 @@ from tests.fixtures.streams import WorkerProcess
 pytestmark = pytest.mark.broker
 
 PROBE = """
-import json, sys
+import asyncio, json, sys
 from paystream.core.settings import Settings
 from streams.app import create_worker
 from streams.compat import embedded_broker_compat_installed
 settings = Settings.from_env(data_dir=sys.argv[1])
 app = create_worker(settings).app
+
+async def worker_fetch_wait_ms():  # the consumer Faust builds for the worker (not started: nothing connects)
+    return app.consumer._thread._create_worker_consumer(app.transport)._fetch_max_wait_ms
+
 print(json.dumps({"patched": embedded_broker_compat_installed(),
+                  "fetch_max_wait_ms": asyncio.run(worker_fetch_wait_ms()),
                   "guarantee": str(app.conf.processing_guarantee),
                   "session_timeout_s": app.conf.broker_session_timeout}))
 """
@@ -48,9 +53,12 @@ def probe_worker(tmp_path: Path, embedded: str) -> dict[str, Any]:
     return report
 
 
-def test_the_faust_highwaters_patch_follows_the_setting(tmp_path: Path) -> None:
-    assert probe_worker(tmp_path, "false")["patched"] is False
-    assert probe_worker(tmp_path, "true")["patched"] is True
+def test_the_faust_patches_follow_the_setting(tmp_path: Path) -> None:
+    """`_highwaters` (quirk 2) and the worker consumer's fetch wait (quirk 8: Faust hard-codes 1500 ms)."""
+    apache = probe_worker(tmp_path, "false")
+    assert (apache["patched"], apache["fetch_max_wait_ms"]) == (False, 1500)
+    embedded = probe_worker(tmp_path, "true")
+    assert (embedded["patched"], embedded["fetch_max_wait_ms"]) == (True, broker_compat.EMBEDDED_FETCH_MAX_WAIT_MS)
 
 
 def test_the_client_options_have_no_workaround_for_apache_kafka() -> None:
