@@ -121,8 +121,9 @@ class RocksStore:
         return [await self.sender.producer.send(self.changelog, value, key=key, partition=partition)
                 for key, value in items.items()]
 
-    def scan_prefix(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self.db(partition).items(from_key=prefix):
+    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self.db(partition).items(from_key=max(prefix, start or prefix)):
             if not key.startswith(prefix):
                 break
             yield key, value

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
                                                     "event; off where no ledger is imported)")
     recon_window_s: int = Field(3600, ge=1)
     recon_grace_s: int = Field(600, ge=0)
+    recon_retention_s: int = Field(180 * 86_400, ge=0, description="how long after it closes a window still takes "
+                                                                    "corrections; then its worker state is deleted")
     recon_idle_s: float = Field(60.0, gt=0, description="a partition with nothing to read this long stops "
                                                           "holding reconciliation windows open")
 

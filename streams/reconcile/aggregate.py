@@ -7,7 +7,8 @@ are in one partition). The window table holds, per partition:
   redelivered placement overwrites itself, it never adds);
 - `w|<series>|<start>` → [closed, revision, digest of the last emitted record];
 - `o|<series>|<start>` → present while the window is open;
-- the meta key → the last applied offset and every source partition's clock.
+- the meta key → the last applied offset, every source partition's clock, and the watermark up to
+  which windows are final (`expiry.py`: their entries are deleted and late placements dropped).
 
 A window closes when the watermark passes its end plus grace: revision 0 sums the
 placements' on-time views; if later changes already arrived, revision 1 follows
@@ -20,6 +21,7 @@ the same revision again (the sink upserts it).
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.records import ReconciliationWindow
 from schemas.serde import AvroSerde
+from streams.reconcile.expiry import Sweeper
 from streams.reconcile.join import META_KEY, DeadLetterSink
 from streams.reconcile.model import Contribution, Placement, WindowSpec
 from streams.reconcile.store import PartitionStore, Producer, gather, partition_for
@@ -51,6 +54,9 @@ class ReconcileMetrics:
                                  registry=registry)
         self.open_windows = Gauge("paystream_worker_reconciliation_open_windows",
                                   "Windows waiting for the watermark on this worker", registry=registry)
+        self.expired = Counter("paystream_worker_reconciliation_expired",
+                               "Final windows deleted from the table, and placements dropped because their window "
+                               "was final", ["what"], registry=registry)
 
 
 def _entry_prefix(key: WindowKey) -> bytes:
@@ -77,12 +83,14 @@ class _Window:
 class _Partition:
     applied: int = -1
     sources: dict[int, SourceClock] = field(default_factory=dict)
+    final_mark: int | None = None
+    """Windows with `spec.final_at(start) <= final_mark` are final; it never moves back."""
     windows: dict[WindowKey, _Window] = field(default_factory=dict)
     entries: dict[WindowKey, dict[str, bytes | None]] = field(default_factory=lambda: defaultdict(dict))
     dirty: set[WindowKey] = field(default_factory=set)
 
     def pack(self) -> bytes:
-        return orjson.dumps({"a": self.applied,
+        return orjson.dumps({"a": self.applied, "x": self.final_mark,
                              "s": {str(k): [v.clock_ms, v.idle] for k, v in sorted(self.sources.items())}})
 
     @classmethod
@@ -90,7 +98,7 @@ class _Partition:
         if raw is None:
             return cls()
         data = orjson.loads(raw)
-        return cls(data["a"], {int(k): SourceClock(v[0], v[1]) for k, v in data["s"].items()})
+        return cls(data["a"], {int(k): SourceClock(v[0], v[1]) for k, v in data["s"].items()}, data.get("x"))
 
 
 class WindowAggregator:
@@ -108,6 +116,9 @@ class WindowAggregator:
         self.watermarks: dict[int, int | None] = {}
         self.open_windows: dict[int, int] = {}
         self.emitted = 0
+        self.dropped_final = 0
+        self.expired_windows = 0
+        self.sweeper = Sweeper(prefix=b"w|")
 
     def _window(self, partition: int, part: _Partition, key: WindowKey) -> _Window | None:
         window = part.windows.get(key)
@@ -136,6 +147,9 @@ class WindowAggregator:
                 continue
             for record in batch.placements:
                 key: WindowKey = (record.series, record.start_ms)
+                if part.final_mark is not None and self.spec.final_at(record.start_ms) <= part.final_mark:
+                    self._count_final_drop(record.series, record.start_ms, record.payment_id)
+                    continue
                 window = self._window(partition, part, key)
                 if window is None:
                     if record.packed is None:
@@ -155,8 +169,39 @@ class WindowAggregator:
         for partition, part in parts.items():
             writes.extend(await self.store.write(partition, self._table_items(part)))
         await gather(writes)
+        await self._expire(parts)
         if self.metrics is not None:
             self.metrics.open_windows.set(sum(self.open_windows.values()))
+
+    def _count_final_drop(self, series: str, start_ms: int, payment_id: str) -> None:
+        self.dropped_final += 1
+        if self.metrics is not None:
+            self.metrics.expired.labels("late_placement").inc()
+        log.warning("placement for a final window dropped (past the retention horizon)",
+                    extra={"series": series, "window_start_ms": start_ms, "payment_id": payment_id})
+
+    async def _expire(self, parts: dict[int, _Partition], now: float | None = None) -> None:
+        """Delete final windows (`expiry.py`), a slice of window records at a time per partition."""
+        now = time.monotonic() if now is None else now
+        writes: list[Any] = []
+        for partition, part in parts.items():
+            if part.final_mark is None:
+                continue
+            gone: dict[bytes, bytes | None] = {}
+            for raw_key, _ in self.sweeper.next_slice(self.store, partition, now):
+                series, _, start = raw_key[2:].decode().rpartition("|")
+                key: WindowKey = (series, int(start))
+                if self.spec.final_at(key[1]) > part.final_mark:
+                    continue
+                gone[raw_key] = None
+                gone[_window_key(key, "o")] = None
+                gone.update((entry, None) for entry, _ in self.store.scan_prefix(partition, _entry_prefix(key)))
+                self.expired_windows += 1
+                if self.metrics is not None:
+                    self.metrics.expired.labels("window").inc()
+            if gone:
+                writes.extend(await self.store.write(partition, gone))
+        await gather(writes)
 
     def _open_keys(self, partition: int, part: _Partition) -> set[WindowKey]:
         keys = {key for key, window in part.windows.items() if not window.closed}
@@ -168,6 +213,8 @@ class WindowAggregator:
     async def _close_and_correct(self, partition: int, part: _Partition) -> list[Any]:
         mark = watermark(part.sources, self.sources)
         self.watermarks[partition] = mark
+        if mark is not None and (part.final_mark is None or mark > part.final_mark):
+            part.final_mark = mark
         futures: list[Any] = []
         open_keys = self._open_keys(partition, part)
         for key in sorted(open_keys):

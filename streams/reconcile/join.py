@@ -26,6 +26,7 @@ import orjson
 from schemas.clock import to_epoch_ms
 from schemas.records import LedgerEntry, PaymentEvent
 from schemas.serde import AvroSerde
+from streams.reconcile.expiry import Sweeper, join_state_expired
 from streams.reconcile.model import (
     JoinState,
     WindowRef,
@@ -60,6 +61,7 @@ class JoinStats:
     placements: int = 0
     ticks: int = 0
     rejected: int = 0
+    expired: int = 0
 
 
 @dataclass
@@ -98,6 +100,7 @@ class PaymentJoin:
         self._started = time.monotonic()
         self._ticked: set[int] = set()  # partitions whose clock stage 2 has heard since start (and not idle)
         self._idle: set[int] = set()  # partitions announced idle and silent since
+        self.sweeper = Sweeper(prefix=b"")
 
     def _meta(self, partition: int) -> _Meta:
         return _Meta.unpack(self.store.get(partition, META_KEY))
@@ -178,6 +181,20 @@ class PaymentJoin:
                                                 for key, state in states[partition].items()}
             items[META_KEY] = meta.pack()  # last: a changelog prefix never claims offsets it lacks states for
             writes.extend(await self.store.write(partition, items))
+        await gather(writes)
+        await self._expire(metas, now)
+
+    async def _expire(self, metas: dict[int, _Meta], now: float) -> None:
+        """Delete the join states of payments whose windows are all final (`expiry.py`), a slice at a time."""
+        writes: list[Any] = []
+        for partition, meta in metas.items():
+            gone: dict[bytes, bytes | None] = {
+                key: None for key, raw in self.sweeper.next_slice(self.store, partition, now)
+                if key != META_KEY and join_state_expired(JoinState.unpack(orjson.loads(raw)), meta.clock_ms,
+                                                          self.spec)}
+            if gone:
+                writes.extend(await self.store.write(partition, gone))
+                self.stats.expired += len(gone)
         await gather(writes)
 
     async def _send(self, states: dict[int, dict[bytes, JoinState]],

@@ -19,6 +19,7 @@ from streams.reconcile.facts import CONFIRMED_STATUSES, ProviderFacts, fold
 
 __all__ = [
     "CONFIRMED_STATUSES",
+    "DEFAULT_RETENTION_S",
     "Contribution",
     "JoinState",
     "LedgerFacts",
@@ -38,16 +39,22 @@ WindowRef = tuple[str, int]
 _MONEY_AT_RISK = frozenset({Status.DISPUTED.value, Status.DISPUTE_LOST.value})
 
 
+DEFAULT_RETENTION_S = 180 * 86_400
+"""180 days: about the longest a card network or PayPal lets a refund or dispute follow a payment."""
+
+
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
     """Tumbling event-time windows aligned to the epoch, with a grace period for late records."""
 
     size_ms: int
     grace_ms: int
+    retention_ms: int = DEFAULT_RETENTION_S * 1000
+    """How long after it closes a window still takes corrections; then its state is deleted (`expiry.py`)."""
 
     @classmethod
-    def from_seconds(cls, size_s: int, grace_s: int) -> WindowSpec:
-        return cls(size_s * 1000, grace_s * 1000)
+    def from_seconds(cls, size_s: int, grace_s: int, retention_s: int = DEFAULT_RETENTION_S) -> WindowSpec:
+        return cls(size_s * 1000, grace_s * 1000, retention_s * 1000)
 
     def start(self, t_ms: int) -> int:
         return t_ms - t_ms % self.size_ms
@@ -55,6 +62,10 @@ class WindowSpec:
     def closes_at(self, start_ms: int) -> int:
         """Event time at which the window closes: its end plus grace."""
         return start_ms + self.size_ms + self.grace_ms
+
+    def final_at(self, start_ms: int) -> int:
+        """Event time from which the window is final: no correction is taken and its state may go."""
+        return self.closes_at(start_ms) + self.retention_ms
 
     def on_time(self, start_ms: int, clock_ms: int | None) -> bool:
         return clock_ms is None or clock_ms < self.closes_at(start_ms)

@@ -21,7 +21,8 @@ class PartitionStore(Protocol):
 
     async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]: ...
 
-    def scan_prefix(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 class Producer(Protocol):
@@ -32,9 +33,13 @@ class Producer(Protocol):
 
 
 class PrefixTable(PartitionedTable):
-    def scan_prefix(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Keys starting with `prefix`, in key order (RocksDB iterates sorted)."""
-        for key, value in self._db(partition).items(from_key=prefix):
+    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        """Keys starting with `prefix` (from `start` on, when given), in key order (RocksDB iterates sorted)."""
+        offset_key = self.table.data.offset_key
+        for key, value in self._db(partition).items(from_key=max(prefix, start or prefix)):
+            if key == offset_key:
+                continue  # Faust's own bookkeeping, not ours
             if not key.startswith(prefix):
                 break
             yield key, value

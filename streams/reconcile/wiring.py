@@ -66,7 +66,7 @@ def register(worker: Worker) -> Reconciliation:
     windows_serde = reconciliation_serde(registry)
     if registry is not None:  # at startup, before serving: the window stage never waits on the registry
         windows_serde.register()
-    spec = WindowSpec.from_seconds(settings.recon_window_s, settings.recon_grace_s)
+    spec = WindowSpec.from_seconds(settings.recon_window_s, settings.recon_grace_s, settings.recon_retention_s)
     placements_name = f"{app.conf.id}-reconcile-placements"
     inputs = app.topic(catalog.events, catalog.ledger, key_type=bytes, value_type=bytes)
     placements = app.topic(placements_name, key_type=bytes, value_type=bytes, partitions=partitions, internal=True)

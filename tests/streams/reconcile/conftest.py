@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -56,8 +57,14 @@ class Windows:
             await self.poll()
             if predicate(self.records):
                 return self.records
+        state = ""
+        if worker is not None:
+            try:  # what the worker believes (clocks, watermarks, open windows) says why a window stayed open
+                state = json.dumps(worker.get("/reconciliation/summary").json()["worker"], indent=1)
+            except Exception as exc:  # a diagnostic only
+                state = f"(summary unavailable: {exc!r})"
         tail = worker.tail(40) if worker is not None else ""
-        raise AssertionError(f"windows not as expected in {timeout_s}s ({len(self.records)} records)\n{tail}")
+        raise AssertionError(f"windows not as expected in {timeout_s}s ({len(self.records)} records)\n{state}\n{tail}")
 
     async def settle(self, quiet_s: float = 1.5) -> None:
         """Read until nothing new arrives for `quiet_s` (used only to show nothing more comes)."""

@@ -17,7 +17,7 @@ from schemas.serde import ledger_serde, payment_event_serde, reconciliation_serd
 from schemas.topics import partition_for
 from streams.reconcile.aggregate import WindowAggregator
 from streams.reconcile.join import PaymentJoin
-from streams.reconcile.model import WindowSpec
+from streams.reconcile.model import DEFAULT_RETENTION_S, WindowSpec
 
 EVENTS, LEDGER, PLACEMENTS, OUTPUT = "events", "ledger", "placements", "reconciliation"
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -57,8 +57,9 @@ class MemoryStore:
                 self.data[partition][key] = value
         return []
 
-    def scan_prefix(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key in sorted(k for k in self.data[partition] if k.startswith(prefix)):
+    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.data[partition] if k.startswith(prefix) and k >= (start or prefix)):
             yield key, self.data[partition][key]
 
 
@@ -99,9 +100,11 @@ class Letters:
 class Harness:
     """Join and windows stages over a bus, with consumer positions, so a test can crash and replay."""
 
-    def __init__(self, partitions: int = 4, window_s: int = 3600, grace_s: int = 600, seed: int = 0) -> None:
+    def __init__(self, partitions: int = 4, window_s: int = 3600, grace_s: int = 600, seed: int = 0,
+                 retention_s: int = DEFAULT_RETENTION_S, sweep_every_s: float | None = None) -> None:
         self.bus = Bus(partitions)
-        self.spec = WindowSpec.from_seconds(window_s, grace_s)
+        self.spec = WindowSpec.from_seconds(window_s, grace_s, retention_s)
+        self.sweep_every_s = sweep_every_s
         self.letters = Letters()
         self.join_store, self.window_store = MemoryStore(), MemoryStore()
         self.join = self._join()
@@ -112,14 +115,20 @@ class Harness:
         self.ledger_serde = ledger_serde()
 
     def _join(self) -> PaymentJoin:
-        return PaymentJoin(store=self.join_store, producer=lambda: self.bus, events_topic=EVENTS, ledger_topic=LEDGER,
+        join = PaymentJoin(store=self.join_store, producer=lambda: self.bus, events_topic=EVENTS, ledger_topic=LEDGER,
                            placements_topic=PLACEMENTS, placement_partitions=self.bus.partitions, spec=self.spec,
                            event_serde=payment_event_serde(), ledger_serde=ledger_serde(), dead_letters=self.letters)
+        if self.sweep_every_s is not None:
+            join.sweeper.every_s = self.sweep_every_s
+        return join
 
     def _windows(self) -> WindowAggregator:
-        return WindowAggregator(store=self.window_store, producer=lambda: self.bus, output_topic=OUTPUT,
-                                sources=self.bus.partitions, spec=self.spec, serde=reconciliation_serde(),
-                                dead_letters=self.letters)
+        windows = WindowAggregator(store=self.window_store, producer=lambda: self.bus, output_topic=OUTPUT,
+                                   sources=self.bus.partitions, spec=self.spec, serde=reconciliation_serde(),
+                                   dead_letters=self.letters)
+        if self.sweep_every_s is not None:
+            windows.sweeper.every_s = self.sweep_every_s
+        return windows
 
     def restart(self) -> None:
         """A new process on the same tables: in-memory state is gone, consumer positions are the committed ones."""
