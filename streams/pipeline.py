@@ -1,18 +1,18 @@
 """The two processing stages, one batch at a time.
 
 Stage 1 (raw → events): decode the envelope, dedup by event key, normalize, and
-emit one `PaymentEvent` keyed by payment to payments.events.v1; then apply it to
-the payment's state right away when this worker owns the payment's partition and
-its table is restored, or hand it to the owner through the internal
-payments.state-input.v1 topic (stage 2). Stage 2 sends an event back to that topic
-when it reaches a worker whose table is not ready (a rebalance is under way), so the
-owner applies it after recovery. Each payment's state is written and emitted once per batch.
+emit one `PaymentEvent` keyed by payment to payments.events.v1 and to the internal
+payments.state-input.v1 topic, on the payment's partition. Stage 2 consumes that
+topic and is the only writer of the payment-state table: the agent consuming
+state-input partition p writes state partition p (`state_stage.py`). It sends an
+event back to that topic when it reaches a worker whose table is not ready (a
+rebalance is under way), so the owner applies it after recovery. Each payment's
+state is written and emitted once per batch.
 
 Both stages write their tables directly (see `partitioned.py`), send every output
 through the worker's producer, and wait for the acknowledgements before taking the
 next batch, so Faust commits an input offset only after everything it caused is
-stored. Anything that fails goes to the dead-letter topic. The state stage itself
-lives in `state_stage.py`.
+stored. Anything that fails goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -121,11 +121,11 @@ class Pipeline:
     # Stage 1 ---------------------------------------------------------------------------
 
     async def process_raw(self, messages: Sequence[Any]) -> None:
-        """Dedup + normalize a batch of raw records; apply payment state here when we own the payment.
+        """Dedup + normalize a batch of raw records; every event goes to its payment's state-input partition.
 
-        Our topics are co-partitioned by Faust's assignor, so a payment whose partition this worker
-        owns (and has restored) is applied to the local state table at once; any other goes to the
-        internal state-input topic for its owner (`process_state_input`).
+        Stage 1 never writes the state table, even for a payment whose partition this worker owns: one
+        writer per state partition (the state-input agent) keeps the changelog in the order of the local
+        writes without a lock, and its applied-offset mark covers every event the partition reflects.
         """
         started = time.perf_counter()
         producer = self.app.producer
@@ -190,7 +190,7 @@ class Pipeline:
             if event.kind == "other":
                 continue  # changes no state
             to_state.append(StateInput(message, payment_partition, payment_key, event, encoded_event, headers))
-        futures.extend(await self.state_stage.apply(to_state))
+        futures.extend(await self.state_stage.route(to_state))
         await _delivered(futures)
         # Only now may a sighting say its record was handled: written before the acknowledgements, a failed
         # send would leave the record judged a duplicate (a provider retry dropped, the event lost).
@@ -228,7 +228,10 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - logged by _dead_letter; one record must not stop the batch
                 futures.append(await self._dead_letter(message, "decode", exc))
                 continue
-            items.append(StateInput(message, message.partition, key, event, message.value, record_headers(message)))
+            # the payment's own partition: a record produced to another one is forwarded there, never
+            # written into a partition its key does not belong to
+            items.append(StateInput(message, partition_for(key, self.partitions), key, event, message.value,
+                                    record_headers(message)))
         futures.extend(await self.state_stage.apply(items))
         await _delivered(futures)
         self.metrics.records.labels("state_input").inc(len(messages))

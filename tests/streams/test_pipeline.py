@@ -1,10 +1,11 @@
 """The stages against in-memory stand-ins: who may touch a state partition, and in what order.
 
-These pin two takeover rules that a real two-worker run only hits by timing:
+These pin the takeover rules that a real two-worker run only hits by timing:
 - nothing reads or writes a payment's state while the worker's tables are not restored
   (a rebalance is under way): the event goes to the state-input topic for later;
-- two agents applying to one payment queue their changelog records in the order of their
-  local writes, so recovery (last record per key wins) rebuilds the same state.
+- one writer per state partition: stage 1 never writes the state table, and stage 2 writes
+  only the partitions it consumed in the batch (anything else goes to its own state-input
+  partition), so recovery (last record per key wins) rebuilds the state the writer had.
 
 And failure isolation: a record that fails in any stage is a dead letter and the batch goes on;
 a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits it.
@@ -12,10 +13,7 @@ a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,89 +31,10 @@ from streams.metrics import WorkerMetrics
 from streams.normalize import normalize
 from streams.partitioned import PartitionedTable
 from streams.pipeline import SOURCE_HEADER, Pipeline
-from tests.streams.reconcile.support import Message
+from tests.streams.memory import PARTITIONS, MemoryTable, Message, Ownership, Producer
 
-PARTITIONS = 4
 RAW, EVENTS, STATE, STATE_INPUT, DLQ = "raw", "events", "state", "state-input", "dlq"
 CHANGELOG = "payment-state-changelog"
-
-
-class Producer:
-    """Appends to per-topic logs; `hold(topic)` makes the next send to that topic wait for `release()`."""
-
-    def __init__(self) -> None:
-        self.logs: dict[str, list[Message]] = defaultdict(list)
-        self._held: set[str] = set()
-        self._gate = asyncio.Event()
-        self.failing: set[str] = set()
-        """Topics whose sends are not acknowledged (their futures fail, nothing is appended)."""
-
-    def hold(self, topic: str) -> None:
-        self._held.add(topic)
-        self._gate.clear()
-
-    def release(self) -> None:
-        self._held.clear()
-        self._gate.set()
-
-    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None, timestamp: Any,
-                   headers: Any) -> asyncio.Future[Any]:
-        if topic in self._held:
-            self._held.discard(topic)
-            await self._gate.wait()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if topic in self.failing:
-            future.set_exception(TimeoutError(f"{topic}: not acknowledged"))
-            return future
-        log = self.logs[topic]
-        log.append(Message(topic, partition or 0, len(log), key, value or b"", list(headers or [])))
-        future.set_result(None)
-        return future
-
-
-class MemoryTable:
-    """The PartitionedTable surface the pipeline uses, in memory; changelog records go through the producer."""
-
-    def __init__(self, producer: Producer, owner: Ownership, changelog: str) -> None:
-        self.changelog = changelog
-        self.data: dict[int, dict[bytes, bytes]] = defaultdict(dict)
-        self.lock = asyncio.Lock()
-        self._producer = producer
-        self._owner = owner
-
-    def owned_partitions(self) -> frozenset[int]:
-        return self._owner.owned()
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self.data[partition].get(key)
-
-    def write_local(self, partition: int, items: dict[bytes, bytes | None]) -> None:
-        for key, value in items.items():
-            if value is None:
-                self.data[partition].pop(key, None)
-            else:
-                self.data[partition][key] = value
-
-    async def send_changelog(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
-        send = self._producer.send
-        return [await send(self.changelog, key, value, partition, None, None) for key, value in items.items()]
-
-    def partitions(self) -> list[int]:
-        return sorted(self.data)
-
-    def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        yield from list(self.data[partition].items())
-
-
-@dataclass
-class Ownership:
-    """What Faust would say: are the tables restored, and which partitions are ours."""
-
-    ready: bool = True
-    actives: frozenset[int] = frozenset(range(PARTITIONS))
-
-    def owned(self) -> frozenset[int]:
-        return self.actives if self.ready else frozenset()
 
 
 @dataclass
@@ -124,7 +43,15 @@ class Harness:
     producer: Producer
     states: MemoryTable
     ownership: Ownership
-    offsets: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    delivered: int = 0
+    """How much of the state-input log `deliver` has handed to stage 2."""
+
+    async def deliver(self) -> list[Message]:
+        """Stage 2 consumes what stage 1 (or stage 2 itself) sent to the state-input topic since last time."""
+        batch = self.producer.logs[STATE_INPUT][self.delivered:]
+        self.delivered += len(batch)
+        await self.pipeline.process_state_input(batch)
+        return batch
 
     def raw(self, delivery: Delivery) -> Message:
         envelope = self._envelope(delivery)
@@ -155,9 +82,7 @@ class Harness:
 
     def _message(self, topic: str, partition: int, key: bytes, value: bytes,
                  headers: list[tuple[str, bytes]] | None = None) -> Message:
-        offset = self.offsets[f"{topic}:{partition}"]
-        self.offsets[f"{topic}:{partition}"] += 1
-        return Message(topic, partition, offset, key, value, headers or [])
+        return Message(topic, partition, self.producer.offset(topic, partition), key, value, headers or [])
 
 
 def make_harness() -> Harness:
@@ -221,24 +146,41 @@ async def test_an_event_for_a_partition_another_worker_owns_is_routed_to_it() ->
     assert h.state(payment_key) is None
 
 
-async def test_two_stages_applying_to_one_payment_keep_changelog_order_equal_to_local_order() -> None:
+async def test_stage_1_never_writes_the_state_table_even_for_a_partition_it_owns() -> None:
+    """One writer per state partition: every event takes the state-input hop, and only stage 2 applies it."""
+    h = make_harness()
+    deliveries = card_payment()
+    payment_key = f"stripe:{deliveries[0].payment_id}"
+    await h.pipeline.process_raw([h.raw(d) for d in deliveries])
+    assert h.state(payment_key) is None and not any(h.states.data.values())
+    assert not h.producer.logs[STATE] and not h.producer.logs[CHANGELOG]
+    assert len(h.producer.logs[STATE_INPUT]) == len(deliveries)
+    await h.deliver()
+    state = h.state(payment_key)
+    assert state is not None and state.status == "succeeded" and state.version == len(deliveries)
+    assert h.changelog_state(payment_key) == state
+
+
+async def test_stage_2_writes_only_the_partitions_it_consumed_and_forwards_the_rest() -> None:
+    """A record bound for another state partition goes to that partition's state-input, even when this
+    worker owns it: that partition's own batches are its only writer (the same path takes a resolved
+    alias's events and the links it proves)."""
     h = make_harness()
     deliveries = card_payment()
     payment = deliveries[0]
-    payment_key = f"stripe:{payment.payment_id}"
-    await h.pipeline.process_state_input([h.state_input(d) for d in deliveries])
-
-    h.producer.hold(CHANGELOG)  # the first stage's changelog send waits (a full producer batch, say)
-    first = asyncio.create_task(h.pipeline.process_state_input([h.state_input(refund_of(payment, "re_1", 1000))]))
-    await asyncio.sleep(0.01)
-    second = asyncio.create_task(h.pipeline.process_raw([h.raw(refund_of(payment, "re_2", 1500))]))
-    await asyncio.sleep(0.05)
-    h.producer.release()
-    await asyncio.gather(first, second)
-
-    local = h.state(payment_key)
-    assert local is not None and local.refunded_minor == 2500 and local.status == "partially_refunded"
-    assert h.changelog_state(payment_key) == local, "recovery would rebuild an older state than the local one"
+    payment_key = f"stripe:{payment.payment_id}".encode()
+    target = partition_for(payment_key, PARTITIONS)
+    other = next(p for p in range(PARTITIONS) if p != target)
+    event = normalize(h._envelope(payment))
+    foreign = h._message(STATE_INPUT, other, payment_key, payment_event_serde().encode(event))
+    await h.pipeline.process_state_input([foreign])
+    assert not h.states.data[target] and h.states.data[other] == {}
+    [forwarded] = h.producer.logs[STATE_INPUT]
+    assert (forwarded.partition, forwarded.key, forwarded.value) == (target, payment_key, foreign.value)
+    h.delivered = 1  # stage 2 of the owner of `target` consumes it
+    await h.pipeline.process_state_input([forwarded])
+    state = h.state(payment_key.decode())
+    assert state is not None and state.version == 1
 
 
 def test_a_table_owns_nothing_until_faust_says_the_actives_are_restored() -> None:
@@ -290,6 +232,7 @@ async def test_a_bad_record_in_every_stage_one_batch_is_a_dead_letter_and_the_re
              h.raw(good[1]), h._message(RAW, 1, b"stripe:evt_garbage", b"garbage"), corrupt_sighting,
              *(h.raw(d) for d in poisoned), *(h.raw(d) for d in unreadable)]
     await h.pipeline.process_raw(batch)
+    await h.deliver()
 
     found = sorted((info.stage, info.reason or "", m.key) for info, m in letters(h))
     assert found == sorted([("decode", "", b"stripe:evt_null"), ("decode", "", b"stripe:evt_garbage"),
@@ -302,15 +245,17 @@ async def test_a_bad_record_in_every_stage_one_batch_is_a_dead_letter_and_the_re
     assert h.changelog_state("stripe:pi_poisoned") == poisoned_state
     # every event that normalized went out once; the state failures do not take it back
     assert len(h.producer.logs[EVENTS]) == 2 + 3 + 3
+    sources = {f"{m.partition}:{m.offset}".encode() for m in batch}
     for info, message in letters(h):
-        assert info.attempts == 1 and info.original_topic == RAW
+        assert info.attempts == 1
         if info.stage == "state":  # the event itself, for the state-input topic: its raw record is deduplicated
-            assert info.replay_topic == STATE_INPUT
+            assert info.original_topic == info.replay_topic == STATE_INPUT
             event = payment_event_serde().decode(message.value)
             assert event.payment_key.encode() == message.key
-            assert dict(message.headers)[SOURCE_HEADER] == f"{info.original_partition}:{info.original_offset}".encode()
+            assert info.original_partition == partition_for(message.key, PARTITIONS)
+            assert dict(message.headers)[SOURCE_HEADER] in sources  # still names the raw record it came from
         else:
-            assert info.replay_topic is None
+            assert info.original_topic == RAW and info.replay_topic is None
 
 
 async def test_a_state_dead_letter_replayed_to_the_state_input_topic_is_applied_or_counts_another_attempt(
@@ -327,6 +272,7 @@ async def test_a_state_dead_letter_replayed_to_the_state_input_topic_is_applied_
 
     monkeypatch.setattr(state_stage, "apply_event", apply_event)
     await h.pipeline.process_raw([h.raw(d) for d in deliveries])
+    await h.deliver()
     [(info, letter)] = letters(h)
 
     def replayed(info: DeadLetterInfo, letter: Message) -> Message:  # what `paystream dlq replay` sends
@@ -353,7 +299,7 @@ async def test_a_failed_delivery_writes_no_sighting_and_the_batch_read_again_is_
     h = make_harness()
     deliveries = checkout("pi_retry")
     batch = [h.raw(d) for d in deliveries]
-    h.producer.failing.update({EVENTS, CHANGELOG})
+    h.producer.failing.add(EVENTS)
     with pytest.raises(TimeoutError):
         await h.pipeline.process_raw(batch)
     assert not any(h.pipeline.dedup.data.values())  # type: ignore[attr-defined]
@@ -362,9 +308,24 @@ async def test_a_failed_delivery_writes_no_sighting_and_the_batch_read_again_is_
     await h.pipeline.process_raw(batch)
     sources = {dict(m.headers)[SOURCE_HEADER] for m in h.producer.logs[EVENTS]}
     assert sources == {f"{m.partition}:{m.offset}".encode() for m in batch}
-    state = h.state("stripe:pi_retry")
-    assert state is not None and state.version == 3
-    assert h.changelog_state("stripe:pi_retry") == state  # the changelog has it although the first send failed
     retry = h.raw(deliveries[0])  # a provider retry at a new offset: a duplicate now
     await h.pipeline.process_raw([retry])
     assert h.pipeline.stats.duplicates == 1 and len(h.producer.logs[EVENTS]) == 3
+
+
+async def test_a_state_batch_whose_changelog_send_failed_is_sent_again_when_read_again() -> None:
+    """Stage 2 wrote locally, the changelog was not acknowledged: the records read again are replays
+    (at or below the applied mark) and re-send the stored state, so the changelog catches up."""
+    h = make_harness()
+    await h.pipeline.process_raw([h.raw(d) for d in checkout("pi_retry")])
+    h.producer.failing.add(CHANGELOG)
+    with pytest.raises(TimeoutError):
+        await h.deliver()
+    state = h.state("stripe:pi_retry")
+    assert state is not None and state.version == 3 and h.changelog_state("stripe:pi_retry") is None
+    h.producer.failing.clear()
+    h.delivered = 0  # the worker restarted from the last commit: the same state-input records again
+    await h.deliver()
+    assert h.state("stripe:pi_retry") == state
+    assert h.changelog_state("stripe:pi_retry") == state
+    assert h.producer.logs[STATE][-1].value == h.producer.logs[CHANGELOG][-2].value  # the output too
