@@ -171,7 +171,7 @@ class StateStage:
                     if identity.payment is None:
                         self._on_unresolved(item, identity.alias or item.event.payment_id, batch, queue)
                     elif self._apply_one(item, batch):
-                        queue.extend(self._links(item.event, identity))
+                        queue.extend(self._links(item, identity))
             except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
                 log.exception("state stage failed", extra={"event_key": item.event.event_key})
                 batch.failures.append((item, exc, None))
@@ -216,8 +216,11 @@ class StateStage:
 
     # Identity: one canonical payment per purchase (streams/identity.py) ---------------------------------
 
-    def _links(self, event: PaymentEvent, identity: Identity) -> list[StateInput]:
-        """Link records for the aliases this event proves, unless this worker already sent the same link."""
+    def _links(self, item: StateInput, identity: Identity) -> list[StateInput]:
+        """Link records for the aliases this event proves, unless this worker already sent the same link.
+
+        A replayed event's links are replays too: the alias entries they wrote may lack their changelog records."""
+        event = item.event
         out: list[StateInput] = []
         for alias in identity.links:
             if identity.payment is None or self._linked.get((event.provider, alias)) == identity.payment:
@@ -228,7 +231,7 @@ class StateStage:
             link = link_event(event, alias, identity.payment)
             key = f"{event.provider}:{alias}".encode()
             out.append(StateInput(None, partition_for(key, self.partitions), key, link,
-                                  self.event_serde.encode(link), []))
+                                  self.event_serde.encode(link), [], item.replayed))
         return out
 
     def _alias_entry(self, batch: _StateBatch, partition: int, key: bytes) -> AliasEntry:
