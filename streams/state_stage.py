@@ -1,19 +1,20 @@
 """The state stage: apply events to payment states, one table write and one output per payment per batch.
 
-One writer per state partition: only the agent consuming payments.state-input.v1 partition p
-writes payment-state partition p (the topic is co-partitioned with the table, so Faust assigns both
-to one worker). Stage 1 (`pipeline.py`) never writes the table; it routes every event through the
-state-input topic (`route`). Stage 2 applies the events of the partitions it consumed in the batch
-(`apply`) and sends anything bound for another partition (a resolved alias, a link) to that
-partition's state-input. With one sequential writer per partition, the changelog keeps the order of
-the local writes without a lock. Identity resolution (`identity.py`) happens here too: an event
-naming only an alias is resolved through, or held in, the alias's entry in the state table.
+One writer per state partition: the worker's one agent (`pipeline.py`) consumes raw partition p
+and payments.state-input.v1 partition p, which Faust co-assigns with state partition p, and hands
+the events of both here in one call per batch. So only that agent, one batch at a time, writes the
+partitions this worker owns; an event for any other partition goes to its state-input partition.
+With one sequential writer the changelog keeps the order of the local writes without a lock.
+Identity resolution (`identity.py`) happens here too: an event naming only an alias is resolved
+through, or held in, the alias's entry in the state table.
 
 Each batch stores the offset of the last state-input record it applied (`applied.py`) in the same
 RocksDB write batch as the states. A record at or below that mark is a replay: the worker stopped
 after its local write but before its input offset was committed, perhaps before the changelog's
 acknowledgement. It changes nothing, and everything it touched is sent again (changelog record and
-state output), so the changelog is never left older than the local copy.
+state output), so the changelog is never left older than the local copy. A raw record read again
+after such a stop has no dedup sighting yet (sightings are written after every acknowledgement),
+so it is processed again and its event, already in the state's history, re-sends the state too.
 
 An event that fails here (unreadable stored state, a state machine or encoding error) is
 dead-lettered as itself: the encoded `PaymentEvent` with `dlq.replay.topic` = the state-input
@@ -69,8 +70,6 @@ class StateInput:
     event: PaymentEvent
     value: bytes
     headers: list[tuple[str, bytes]]
-    replayed: bool = False
-    """At or below its partition's applied mark: applied before, so what it touched is sent again."""
 
 
 @dataclass
@@ -127,28 +126,21 @@ class StateStage:
         self.processed = processed
         self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
 
-    async def route(self, items: Sequence[StateInput]) -> list[asyncio.Future[Any]]:
-        """Stage 1: send each event to the state-input partition of its payment; its owner applies it."""
-        producer = self.app.producer
-        return [await producer.send(self.state_input_topic, item.key, item.value, item.partition, None, item.headers)
-                for item in items]
-
     async def apply(self, items: Sequence[StateInput]) -> list[asyncio.Future[Any]]:
-        """Stage 2: apply a batch of state-input records: one table write and one output per payment.
+        """Apply a batch's events to payment states: one table write and one output per payment.
 
-        Writes only the partitions the batch was consumed from, and only once the table says we own
-        them and have restored them; an event for any other partition goes (back) to its state-input
-        partition. An event the state has already applied (a replay after a crash) re-sends the
-        current state to the changelog and the state topic: its first sends may not have arrived.
+        Only partitions the table says we own and have restored are touched; an event for any other
+        goes (back) to the state-input topic. An event the state has already applied (a replay after a
+        crash) re-sends the current state to the changelog and the state topic: its first sends may
+        not have arrived.
         """
         if not items:
             return []
-        consumed = frozenset(item.message.partition for item in items if item.message is not None)
-        return await self._apply_owned(items, self.states.owned_partitions() & consumed)
+        return await self._apply_owned(items, self.states.owned_partitions())
 
     async def _apply_owned(self, items: Sequence[StateInput], owned: frozenset[int]) -> list[asyncio.Future[Any]]:
         batch = _StateBatch()
-        marks = {partition: unpack_offset(self.states.get(partition, APPLIED_KEY)) for partition in owned}
+        marks: dict[int, int] = {}
         queue = deque(items)
         while queue:
             item = queue.popleft()
@@ -156,10 +148,13 @@ class StateStage:
                 if item.partition not in owned:
                     batch.forward.append(item)
                     continue
-                if item.message is not None and item.message.partition == item.partition:
-                    offset = item.message.offset
+                message = item.message
+                if message is not None and message.topic == self.state_input_topic \
+                        and message.partition == item.partition:
+                    offset = message.offset
+                    if item.partition not in marks:
+                        marks[item.partition] = unpack_offset(self.states.get(item.partition, APPLIED_KEY))
                     if offset <= marks[item.partition]:  # the mark is sent again too
-                        item.replayed = True
                         batch.replays += 1
                     offset = max(offset, marks[item.partition])
                     if offset > batch.applied.get(item.partition, -1):
@@ -217,9 +212,7 @@ class StateStage:
     # Identity: one canonical payment per purchase (streams/identity.py) ---------------------------------
 
     def _links(self, item: StateInput, identity: Identity) -> list[StateInput]:
-        """Link records for the aliases this event proves, unless this worker already sent the same link.
-
-        A replayed event's links are replays too: the alias entries they wrote may lack their changelog records."""
+        """Link records for the aliases this event proves, unless this worker already sent the same link."""
         event = item.event
         out: list[StateInput] = []
         for alias in identity.links:
@@ -231,7 +224,7 @@ class StateStage:
             link = link_event(event, alias, identity.payment)
             key = f"{event.provider}:{alias}".encode()
             out.append(StateInput(None, partition_for(key, self.partitions), key, link,
-                                  self.event_serde.encode(link), [], item.replayed))
+                                  self.event_serde.encode(link), []))
         return out
 
     def _alias_entry(self, batch: _StateBatch, partition: int, key: bytes) -> AliasEntry:
@@ -254,7 +247,7 @@ class StateStage:
                         extra={"alias": item.key.decode(), "payment": entry.payment, "other": payment})
             self.metrics.identity.labels("conflict").inc()
             return
-        elif item.replayed:  # applied before: its entry's changelog record may never have arrived
+        else:  # linked before (a replay, or another worker's link): its changelog record may never have arrived
             batch.alias_changed[item.partition].add(item.key)
         for value, headers in entry.held.values():  # again on a replayed link: applied once by event key
             try:
@@ -276,7 +269,7 @@ class StateStage:
             self.metrics.identity.labels("held").inc()
             log.info("event held until its payment is known",
                      extra={"event_key": item.event.event_key, "alias": alias})
-        elif item.replayed:
+        else:  # held before: a replay, whose entry's changelog record may never have arrived
             batch.alias_changed[item.partition].add(item.key)
 
     def _resolve(self, item: StateInput, payment: str, batch: _StateBatch) -> StateInput:
@@ -285,7 +278,7 @@ class StateStage:
         key = event.payment_key.encode()
         value = self.event_serde.encode(event)
         resolved_item = StateInput(item.message, partition_for(key, self.partitions), key, event, value,
-                                   item.headers, item.replayed)
+                                   item.headers)
         batch.events.append(resolved_item)
         self.metrics.identity.labels("resolved").inc()
         return resolved_item

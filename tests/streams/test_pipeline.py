@@ -3,9 +3,10 @@
 These pin the takeover rules that a real two-worker run only hits by timing:
 - nothing reads or writes a payment's state while the worker's tables are not restored
   (a rebalance is under way): the event goes to the state-input topic for later;
-- one writer per state partition: stage 1 never writes the state table, and stage 2 writes
-  only the partitions it consumed in the batch (anything else goes to its own state-input
-  partition), so recovery (last record per key wins) rebuilds the state the writer had.
+- one writer per state partition: the worker's one agent reads raw and state-input records and
+  applies both in one pass per batch, so the changelog keeps the order of the local writes
+  and recovery (last record per key wins) rebuilds the state the writer had;
+- a state-input record at or below its partition's applied mark re-sends what it wrote.
 
 And failure isolation: a record that fails in any stage is a dead letter and the batch goes on;
 a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits it.
@@ -26,6 +27,7 @@ from schemas.records import PaymentState, WebhookEnvelope
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
 from schemas.topics import partition_for
 from streams import state_stage
+from streams.applied import APPLIED_KEY, unpack_offset
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
 from streams.normalize import normalize
@@ -43,15 +45,6 @@ class Harness:
     producer: Producer
     states: MemoryTable
     ownership: Ownership
-    delivered: int = 0
-    """How much of the state-input log `deliver` has handed to stage 2."""
-
-    async def deliver(self) -> list[Message]:
-        """Stage 2 consumes what stage 1 (or stage 2 itself) sent to the state-input topic since last time."""
-        batch = self.producer.logs[STATE_INPUT][self.delivered:]
-        self.delivered += len(batch)
-        await self.pipeline.process_state_input(batch)
-        return batch
 
     def raw(self, delivery: Delivery) -> Message:
         envelope = self._envelope(delivery)
@@ -146,41 +139,46 @@ async def test_an_event_for_a_partition_another_worker_owns_is_routed_to_it() ->
     assert h.state(payment_key) is None
 
 
-async def test_stage_1_never_writes_the_state_table_even_for_a_partition_it_owns() -> None:
-    """One writer per state partition: every event takes the state-input hop, and only stage 2 applies it."""
+async def test_raw_and_state_input_records_of_one_batch_are_one_write_and_one_output_per_payment() -> None:
+    """The worker's one agent reads both topics: the events of both are applied in one pass, so the payment
+    gets one local write, one changelog record and one state output, in the same order."""
     h = make_harness()
     deliveries = card_payment()
     payment_key = f"stripe:{deliveries[0].payment_id}"
-    await h.pipeline.process_raw([h.raw(d) for d in deliveries])
-    assert h.state(payment_key) is None and not any(h.states.data.values())
-    assert not h.producer.logs[STATE] and not h.producer.logs[CHANGELOG]
-    assert len(h.producer.logs[STATE_INPUT]) == len(deliveries)
-    await h.deliver()
+    refund = refund_of(deliveries[0], "re_1", 1000)
+    await h.pipeline.process([*(h.raw(d) for d in deliveries), h.state_input(refund)])
     state = h.state(payment_key)
-    assert state is not None and state.status == "succeeded" and state.version == len(deliveries)
+    assert state is not None and state.version == len(deliveries) + 1 and state.refunded_minor == 1000
+    assert [m.key for m in h.producer.logs[CHANGELOG] if m.key == payment_key.encode()] == [payment_key.encode()]
+    assert [payment_state_serde().decode(m.value) for m in h.producer.logs[STATE]] == [state]
     assert h.changelog_state(payment_key) == state
+    assert not h.producer.logs[STATE_INPUT]  # nothing took the extra hop
 
 
-async def test_stage_2_writes_only_the_partitions_it_consumed_and_forwards_the_rest() -> None:
-    """A record bound for another state partition goes to that partition's state-input, even when this
-    worker owns it: that partition's own batches are its only writer (the same path takes a resolved
-    alias's events and the links it proves)."""
+async def test_a_state_input_record_on_the_wrong_partition_is_applied_under_its_payments_partition() -> None:
     h = make_harness()
-    deliveries = card_payment()
-    payment = deliveries[0]
+    payment = card_payment()[0]
     payment_key = f"stripe:{payment.payment_id}".encode()
     target = partition_for(payment_key, PARTITIONS)
     other = next(p for p in range(PARTITIONS) if p != target)
     event = normalize(h._envelope(payment))
-    foreign = h._message(STATE_INPUT, other, payment_key, payment_event_serde().encode(event))
-    await h.pipeline.process_state_input([foreign])
-    assert not h.states.data[target] and h.states.data[other] == {}
-    [forwarded] = h.producer.logs[STATE_INPUT]
-    assert (forwarded.partition, forwarded.key, forwarded.value) == (target, payment_key, foreign.value)
-    h.delivered = 1  # stage 2 of the owner of `target` consumes it
-    await h.pipeline.process_state_input([forwarded])
+    await h.pipeline.process_state_input([h._message(STATE_INPUT, other, payment_key,
+                                                     payment_event_serde().encode(event))])
+    assert not h.states.data[other]  # not even an applied mark: nothing of that partition was applied
     state = h.state(payment_key.decode())
     assert state is not None and state.version == 1
+
+
+def test_one_agent_reads_raw_and_state_input_records_the_only_writer_of_the_state_table(tmp_path: Any) -> None:
+    from paystream.core.settings import Settings
+    from streams.app import create_worker
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path, reconciliation=False)
+    worker = create_worker(settings)
+    readers = {name: set(agent.channel.topics) for name, agent in worker.app.agents.items()}
+    assert [topics for topics in readers.values() if settings.topics.state_input in topics] == \
+        [{settings.topics.raw, settings.topics.state_input}]
+    assert [agent.concurrency for agent in worker.app.agents.values()] == [1]
 
 
 def test_a_table_owns_nothing_until_faust_says_the_actives_are_restored() -> None:
@@ -232,7 +230,6 @@ async def test_a_bad_record_in_every_stage_one_batch_is_a_dead_letter_and_the_re
              h.raw(good[1]), h._message(RAW, 1, b"stripe:evt_garbage", b"garbage"), corrupt_sighting,
              *(h.raw(d) for d in poisoned), *(h.raw(d) for d in unreadable)]
     await h.pipeline.process_raw(batch)
-    await h.deliver()
 
     found = sorted((info.stage, info.reason or "", m.key) for info, m in letters(h))
     assert found == sorted([("decode", "", b"stripe:evt_null"), ("decode", "", b"stripe:evt_garbage"),
@@ -245,17 +242,15 @@ async def test_a_bad_record_in_every_stage_one_batch_is_a_dead_letter_and_the_re
     assert h.changelog_state("stripe:pi_poisoned") == poisoned_state
     # every event that normalized went out once; the state failures do not take it back
     assert len(h.producer.logs[EVENTS]) == 2 + 3 + 3
-    sources = {f"{m.partition}:{m.offset}".encode() for m in batch}
     for info, message in letters(h):
-        assert info.attempts == 1
+        assert info.attempts == 1 and info.original_topic == RAW
         if info.stage == "state":  # the event itself, for the state-input topic: its raw record is deduplicated
-            assert info.original_topic == info.replay_topic == STATE_INPUT
+            assert info.replay_topic == STATE_INPUT
             event = payment_event_serde().decode(message.value)
             assert event.payment_key.encode() == message.key
-            assert info.original_partition == partition_for(message.key, PARTITIONS)
-            assert dict(message.headers)[SOURCE_HEADER] in sources  # still names the raw record it came from
+            assert dict(message.headers)[SOURCE_HEADER] == f"{info.original_partition}:{info.original_offset}".encode()
         else:
-            assert info.original_topic == RAW and info.replay_topic is None
+            assert info.replay_topic is None
 
 
 async def test_a_state_dead_letter_replayed_to_the_state_input_topic_is_applied_or_counts_another_attempt(
@@ -272,7 +267,6 @@ async def test_a_state_dead_letter_replayed_to_the_state_input_topic_is_applied_
 
     monkeypatch.setattr(state_stage, "apply_event", apply_event)
     await h.pipeline.process_raw([h.raw(d) for d in deliveries])
-    await h.deliver()
     [(info, letter)] = letters(h)
 
     def replayed(info: DeadLetterInfo, letter: Message) -> Message:  # what `paystream dlq replay` sends
@@ -299,7 +293,7 @@ async def test_a_failed_delivery_writes_no_sighting_and_the_batch_read_again_is_
     h = make_harness()
     deliveries = checkout("pi_retry")
     batch = [h.raw(d) for d in deliveries]
-    h.producer.failing.add(EVENTS)
+    h.producer.failing.update({EVENTS, CHANGELOG})
     with pytest.raises(TimeoutError):
         await h.pipeline.process_raw(batch)
     assert not any(h.pipeline.dedup.data.values())  # type: ignore[attr-defined]
@@ -308,24 +302,29 @@ async def test_a_failed_delivery_writes_no_sighting_and_the_batch_read_again_is_
     await h.pipeline.process_raw(batch)
     sources = {dict(m.headers)[SOURCE_HEADER] for m in h.producer.logs[EVENTS]}
     assert sources == {f"{m.partition}:{m.offset}".encode() for m in batch}
+    state = h.state("stripe:pi_retry")
+    assert state is not None and state.version == 3
+    assert h.changelog_state("stripe:pi_retry") == state  # the changelog has it although the first send failed
     retry = h.raw(deliveries[0])  # a provider retry at a new offset: a duplicate now
     await h.pipeline.process_raw([retry])
     assert h.pipeline.stats.duplicates == 1 and len(h.producer.logs[EVENTS]) == 3
 
 
-async def test_a_state_batch_whose_changelog_send_failed_is_sent_again_when_read_again() -> None:
-    """Stage 2 wrote locally, the changelog was not acknowledged: the records read again are replays
-    (at or below the applied mark) and re-send the stored state, so the changelog catches up."""
+async def test_state_input_records_whose_changelog_send_failed_are_replays_when_read_again() -> None:
+    """The state-input path: the batch wrote locally (states and applied mark), the changelog was not
+    acknowledged; read again, the records are at or below the mark and re-send the stored state."""
     h = make_harness()
-    await h.pipeline.process_raw([h.raw(d) for d in checkout("pi_retry")])
+    records = [h.state_input(d) for d in checkout("pi_again")]
     h.producer.failing.add(CHANGELOG)
     with pytest.raises(TimeoutError):
-        await h.deliver()
-    state = h.state("stripe:pi_retry")
-    assert state is not None and state.version == 3 and h.changelog_state("stripe:pi_retry") is None
+        await h.pipeline.process_state_input(records)
+    state = h.state("stripe:pi_again")
+    partition = partition_for(b"stripe:pi_again", PARTITIONS)
+    assert state is not None and state.version == 3 and h.changelog_state("stripe:pi_again") is None
+    assert unpack_offset(h.states.get(partition, APPLIED_KEY)) == records[-1].offset
     h.producer.failing.clear()
-    h.delivered = 0  # the worker restarted from the last commit: the same state-input records again
-    await h.deliver()
-    assert h.state("stripe:pi_retry") == state
-    assert h.changelog_state("stripe:pi_retry") == state
-    assert h.producer.logs[STATE][-1].value == h.producer.logs[CHANGELOG][-2].value  # the output too
+    await h.pipeline.process_state_input(records)  # the worker restarted from the last commit
+    assert h.state("stripe:pi_again") == state and h.changelog_state("stripe:pi_again") == state
+    [mark] = [m for m in h.producer.logs[CHANGELOG] if m.key == APPLIED_KEY]
+    assert unpack_offset(mark.value) == records[-1].offset
+    assert payment_state_serde().decode(h.producer.logs[STATE][-1].value) == state  # the output too
