@@ -6,9 +6,9 @@ routed to it on the state-input topic) whose changelog records never reach the b
 abruptly (its input offsets are not committed, as after kill -9). A restarts on its own local table,
 which is now newer than the changelog, and reads the batch again: the replays (raw records without a
 dedup sighting yet, state-input records at or below the applied mark) re-send what they wrote.
-Then worker B, with no local copy (0 standbys), restores every partition from the changelog and goes on with new events for the same payments. B's states, and the
-newest state per payment on the state topic (what the sink keeps), equal the reference model: the
-pure fold over every event.
+Then worker B, with no local copy (0 standbys), restores every partition from the changelog and
+goes on with new events for the same payments. B's states, and the newest state per payment on the
+state topic (what the sink keeps), equal the reference model: the pure fold over every event.
 """
 
 from __future__ import annotations
