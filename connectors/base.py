@@ -73,6 +73,8 @@ class FlushResult:
     seconds: float = 0.0
     received_ms: list[int] = field(default_factory=list)
     """When the ingress received each committed payment event (epoch ms): the end-to-end histogram's input."""
+    diverged: int = 0
+    """Payment states that disagreed with the stored row: neither's events include the other's."""
 
 
 class Sink(ABC):

@@ -66,6 +66,8 @@ class Batch:
     offsets: dict[TopicPartitionKey, int]
     records: int
     skipped: int = 0
+    diverged: int = 0
+    """Payment states that disagreed with the stored row (`connectors/divergence.py`)."""
 
 
 class BatchBuilder:

@@ -32,9 +32,10 @@ from typing import ClassVar, TypeVar
 
 from connectors.base import DeadLetterFn, FlushResult, Rejected, Sink, SinkRecord, TopicPartitionKey
 from connectors.batch import Batch, BatchBuilder
+from connectors.divergence import Verdicts, check_payments, flag_sql, load_stored
 from connectors.errors import ErrorKind
 from connectors.exceptions import SinkBackpressureError
-from connectors.tables import PAYMENT_EVENTS, SINK_OFFSETS, Adapters, Row, Table
+from connectors.tables import PAYMENT_EVENTS, PAYMENTS, SINK_OFFSETS, Adapters, Row, Table
 from schemas.clock import now_ms
 from schemas.serde import SchemaRegistry
 from schemas.topics import TopicCatalog
@@ -42,6 +43,7 @@ from schemas.topics import TopicCatalog
 __all__ = ["DatabaseSink", "ErrorKind"]
 
 _RECEIVED_AT_MS = PAYMENT_EVENTS.columns.index("received_at_ms")
+_PAYMENT_ID, _PROVIDER = PAYMENTS.columns.index("payment_id"), PAYMENTS.columns.index("provider")
 
 log = logging.getLogger("paystream.sink")
 
@@ -207,7 +209,7 @@ class DatabaseSink(Sink):
         events = batch.tables.get(PAYMENT_EVENTS.name)
         received = [row[_RECEIVED_AT_MS] for row in events.rows] if events is not None else []
         return FlushResult(records=batch.records, rows=rows, rejected=batch.rejected, offsets=batch.offsets,
-                           seconds=time.perf_counter() - started, received_ms=received)
+                           seconds=time.perf_counter() - started, received_ms=received, diverged=batch.diverged)
 
     def _dead_letters(self, rejected: list[Rejected]) -> list[Rejected]:
         """Rejects to publish; a dead letter the database refuses is logged, never re-dead-lettered (no loops)."""
@@ -225,6 +227,7 @@ class DatabaseSink(Sink):
         """Write the rows; commit at once unless rejects must reach the dead-letter topic first (returned)."""
         batch = self._builder.build(records, incarnation=self._incarnation, adapters=self.adapters, now=now)
         self._begin()
+        verdicts = self._check_payments(batch)
         try:
             rows = {name: self._bulk(t.table, t.table.dedupe(t.rows)) for name, t in batch.tables.items() if t.rows}
         except Exception as exc:
@@ -235,11 +238,32 @@ class DatabaseSink(Sink):
             self._rollback()
             self._begin()
             rows = self._write_rows(batch)
+        if verdicts is not None:
+            for (payment_id, provider), text in verdicts.flag_stored.items():
+                self._execute(flag_sql(self.placeholder), (text, payment_id, provider))
         dead = self._dead_letters(batch.rejected)
         if not dead or self._dead_letter is None:
             self._commit_offsets(batch.offsets, now)
             return batch, rows, []
         return batch, rows, dead
+
+    def _check_payments(self, batch: Batch) -> Verdicts | None:
+        """Compare the batch's payment states with the stored rows (`connectors/divergence.py`); every
+        divergence is counted in the flush result and logged with the payment and both versions."""
+        payments = batch.tables.get(PAYMENTS.name)
+        if payments is None or not payments.rows:
+            return None
+        keys = {(row[_PAYMENT_ID], row[_PROVIDER]) for row in payments.rows}
+        verdicts = check_payments(payments.rows, load_stored(self._query, self.placeholder, keys), self._incarnation)
+        for found in verdicts.divergences:
+            log.warning("payment state diverged: neither state includes the other's events; the row keeps the "
+                        "higher version and lists the events it lacks in payments.diverged_events "
+                        "(fix: paystream state rebuild --payment)",
+                        extra={"payment_id": found.payment_id, "provider": found.provider,
+                               "stored_version": found.stored_version, "incoming_version": found.incoming_version,
+                               "only_stored": found.only_stored, "only_incoming": found.only_incoming})
+        batch.diverged += len(verdicts.divergences)
+        return verdicts
 
     def _write_rows(self, batch: Batch) -> dict[str, int]:
         changed: dict[str, int] = {}

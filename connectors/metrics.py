@@ -28,6 +28,10 @@ class SinkMetrics:
         self.rows_written = Counter("paystream_sink_rows_written", "Rows inserted or updated, by table",
                                     ["table"], registry=r)
         self.records = Counter("paystream_sink_records", "Records consumed and committed", registry=r)
+        self.diverged_states = Counter(
+            "paystream_sink_diverged_states",
+            "Payment states whose events neither include nor are included in the stored row's (alert on any); "
+            "the row lists what it lacks in payments.diverged_events", registry=r)
         self.batch_seconds = Histogram("paystream_sink_batch_seconds", "Time to write and commit one batch",
                                        buckets=_BATCH_BUCKETS, registry=r)
         self.batch_records = Histogram("paystream_sink_batch_records", "Records per committed batch",

@@ -269,6 +269,8 @@ class SinkRunner:
                 self.metrics.rows_written.labels(table).inc(rows)
             if result.rejected:
                 self.metrics.db_errors.labels("rejected").inc(len(result.rejected))
+            if result.diverged:
+                self.metrics.diverged_states.inc(result.diverged)
 
     async def _with_db(self, op: Callable[[], Awaitable[T]], *, shutdown: bool = False,
                        keep_alive: bool = True) -> T:

@@ -106,10 +106,13 @@ _PAYMENT_COLUMNS = (
     "currency", "created_at", "updated_at", "version", "last_event_key",
     "created_at_ms", "updated_at_ms", "status_at", "status_at_ms", "flags", "incarnation",
     "authorized_minor", "refund_pending_minor", "dispute_status", "dispute_count",
+    "event_keys", "diverged_events",
 )
 _PAYMENT_KEY = ("payment_id", "provider")
 # The version guard: an older or equal version never overwrites a newer one, except
 # that a row from an earlier broker incarnation (whose versions restarted) always yields.
+# A version is the number of events the state folds, so the guard alone cannot tell an older
+# state from a diverged one; `connectors/divergence.py` compares `event_keys` before the write.
 PAYMENTS = Table(
     "payments", _PAYMENT_COLUMNS, _PAYMENT_KEY,
     _update_all(_PAYMENT_COLUMNS, _PAYMENT_KEY)
@@ -199,7 +202,7 @@ def payment_row(s: Mapping[str, Any], incarnation: str, a: Adapters) -> Row:
         s["last_event_key"], to_epoch_ms(created), to_epoch_ms(updated), a.timestamp(status_at),
         to_epoch_ms(status_at), a.json(s["flags"]), incarnation,
         s.get("authorized_minor", 0), s.get("refund_pending_minor", 0), s.get("dispute_status"),
-        s.get("dispute_count", 0),
+        s.get("dispute_count", 0), orjson.dumps(sorted(e["event_key"] for e in s["history"])).decode(), None,
     )
 
 

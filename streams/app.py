@@ -79,9 +79,9 @@ def create_worker(settings: Settings) -> Worker:
         for serde in serdes:
             serde.register()
 
-    raw_topic = app.topic(catalog.raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
-    state_input_topic = app.topic(catalog.state_input, key_type=bytes, value_type=bytes,
-                                  partitions=settings.partitions)
+    # One agent reads both: the only writer of the payment-state table (`streams/pipeline.py`)
+    inputs = app.topic(catalog.raw, catalog.state_input, key_type=bytes, value_type=bytes,
+                       partitions=settings.partitions)
     dedup_table = app.Table("dedup", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                             options=TABLE_OPTIONS)
     state_table = app.Table("payment-state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
@@ -105,15 +105,10 @@ def create_worker(settings: Settings) -> Worker:
     )
     batch_size, within = settings.stream_batch_size, settings.stream_batch_ms / 1000
 
-    @app.agent(raw_topic, name="dedup-normalize", supervisor_strategy=CrashingSupervisor)
-    async def dedup_normalize(stream: Any) -> None:
+    @app.agent(inputs, name="payments", supervisor_strategy=CrashingSupervisor, concurrency=1)
+    async def payments(stream: Any) -> None:
         async for events in batches(stream, batch_size, within):
-            await run_batch(events, pipeline.process_raw)
-
-    @app.agent(state_input_topic, name="payment-state", supervisor_strategy=CrashingSupervisor)
-    async def payment_state(stream: Any) -> None:
-        async for events in batches(stream, batch_size, within):
-            await run_batch(events, pipeline.process_state_input)
+            await run_batch(events, pipeline.process)
 
     @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:

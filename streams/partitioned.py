@@ -13,9 +13,10 @@ Two rules keep the changelog and the local copy saying the same thing:
 - `owned_partitions()` is empty while a rebalance is under way and until Faust has
   restored every active partition, so no agent reads or writes a partition whose
   changelog is still being replayed (recovery would overwrite those writes);
-- writers that read, modify and write one key hold `lock` until their changelog
-  records are queued, so two agents never queue them in the opposite order to the
-  one in which they wrote the local copy (recovery keeps the last record per key).
+- each table partition has one writer, the agent consuming the input partition of the
+  same number, which queues a batch's changelog records before it takes the next batch,
+  so the changelog keeps the order of the local writes (recovery keeps the last record
+  per key) without a lock.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class PartitionedTable:
     def __init__(self, app: Any, table: Any) -> None:
         self._app = app
         self.table = table
-        self.lock = asyncio.Lock()
 
     @property
     def changelog_topic(self) -> str:

@@ -1,12 +1,19 @@
-"""The two processing stages, one batch at a time.
+"""The two processing stages, one batch at a time, in one agent: the only writer of the state table.
 
 Stage 1 (raw → events): decode the envelope, dedup by event key, normalize, and
 emit one `PaymentEvent` keyed by payment to payments.events.v1; then apply it to
-the payment's state right away when this worker owns the payment's partition and
-its table is restored, or hand it to the owner through the internal
-payments.state-input.v1 topic (stage 2). Stage 2 sends an event back to that topic
-when it reaches a worker whose table is not ready (a rebalance is under way), so the
-owner applies it after recovery. Each payment's state is written and emitted once per batch.
+the payment's state in the same batch when this worker owns the payment's partition
+and its table is restored, or hand it to the owner through the internal
+payments.state-input.v1 topic. Stage 2 applies what arrives on that topic; it sends an
+event back to it when it reaches a worker whose table is not ready (a rebalance is
+under way), so the owner applies it after recovery.
+
+One agent consumes both topics (`app.py`), so each batch is raw and state-input records
+together and `process` is the one writer of the payment-state table on this worker:
+raw partition p, state-input partition p and state partition p are co-assigned, so each
+state partition has exactly one writer, which queues a batch's changelog records before
+it takes the next batch (no lock; the changelog keeps the order of the local writes).
+Each payment's state is written and emitted once per batch.
 
 Both stages write their tables directly (see `partitioned.py`), send every output
 through the worker's producer, and wait for the acknowledgements before taking the
@@ -57,6 +64,16 @@ async def _delivered(futures: list[asyncio.Future[Any]]) -> None:
     (`streams/app.py` stops the worker before Faust commits it)."""
     if futures:
         await asyncio.gather(*futures)
+
+
+@dataclass(slots=True)
+class _Normalized:
+    """What stage 1 leaves for after the acknowledgements: sightings to write, and its metrics."""
+
+    writes: dict[int, dict[bytes, bytes | None]]
+    to_state: list[StateInput]
+    verdicts: Counter[str]
+    emitted: Counter[tuple[str, str, str]]
 
 
 @dataclass
@@ -118,18 +135,42 @@ class Pipeline:
                                       metrics=metrics, event_serde=event_serde, state_serde=state_serde,
                                       partitions=partitions, tracer=self.tracer, processed=self.processed)
 
-    # Stage 1 ---------------------------------------------------------------------------
+    async def process(self, messages: Sequence[Any]) -> None:
+        """One batch of the worker's agent: raw records (stage 1) and state-input records (stage 2).
 
-    async def process_raw(self, messages: Sequence[Any]) -> None:
-        """Dedup + normalize a batch of raw records; apply payment state here when we own the payment.
-
-        Our topics are co-partitioned by Faust's assignor, so a payment whose partition this worker
-        owns (and has restored) is applied to the local state table at once; any other goes to the
-        internal state-input topic for its owner (`process_state_input`).
+        The events of both are applied in one pass of the state stage (one table write and one output
+        per payment), then the batch waits for every acknowledgement, and only then writes the dedup
+        sightings of its raw records.
         """
         started = time.perf_counter()
-        producer = self.app.producer
+        raw = [m for m in messages if m.topic != self.state_input_topic]
+        inputs = [m for m in messages if m.topic == self.state_input_topic]
         futures: list[asyncio.Future[Any]] = []
+        normalized = await self._normalize(raw, futures) if raw else None
+        items = await self._state_inputs(inputs, futures)
+        if normalized is not None:
+            items = normalized.to_state + items
+        futures.extend(await self.state_stage.apply(items))
+        await _delivered(futures)
+        if normalized is not None:
+            await self._raw_done(normalized, len(raw))
+        if inputs:
+            self.metrics.records.labels("state_input").inc(len(inputs))
+        self.metrics.batch_seconds.labels("raw" if raw else "state_input").observe(time.perf_counter() - started)
+
+    async def process_raw(self, messages: Sequence[Any]) -> None:
+        """A batch of raw records only (`process`)."""
+        await self.process(messages)
+
+    async def process_state_input(self, messages: Sequence[Any]) -> None:
+        """A batch of state-input records only (`process`)."""
+        await self.process(messages)
+
+    # Stage 1 ---------------------------------------------------------------------------
+
+    async def _normalize(self, messages: Sequence[Any], futures: list[asyncio.Future[Any]]) -> _Normalized:
+        """Dedup + normalize raw records: events out, the state stage's inputs and the pending sightings back."""
+        producer = self.app.producer
         writes: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
         to_state: list[StateInput] = []
         stats = self.stats
@@ -190,22 +231,23 @@ class Pipeline:
             if event.kind == "other":
                 continue  # changes no state
             to_state.append(StateInput(message, payment_partition, payment_key, event, encoded_event, headers))
-        futures.extend(await self.state_stage.apply(to_state))
-        await _delivered(futures)
+        return _Normalized(writes, to_state, verdicts, emitted)
+
+    async def _raw_done(self, done: _Normalized, count: int) -> None:
+        """After every output of the batch is acknowledged: its sightings, then the stage-1 metrics."""
         # Only now may a sighting say its record was handled: written before the acknowledgements, a failed
         # send would leave the record judged a duplicate (a provider retry dropped, the event lost).
         sightings: list[asyncio.Future[Any]] = []
-        for partition, items in writes.items():
+        for partition, items in done.writes.items():
             self.dedup.write_local(partition, items)
             sightings.extend(await self.dedup.send_changelog(partition, items))
         await _delivered(sightings)
-        for verdict_name, count in verdicts.items():
-            self.metrics.dedup.labels(verdict_name).inc(count)
-        for labels, count in emitted.items():
-            self.metrics.events.labels(*labels).inc(count)
-        self.processed["raw"] += len(messages)
-        self.metrics.records.labels("raw").inc(len(messages))
-        self.metrics.batch_seconds.labels("raw").observe(time.perf_counter() - started)
+        for verdict_name, n in done.verdicts.items():
+            self.metrics.dedup.labels(verdict_name).inc(n)
+        for labels, n in done.emitted.items():
+            self.metrics.events.labels(*labels).inc(n)
+        self.processed["raw"] += count
+        self.metrics.records.labels("raw").inc(count)
 
     async def _dead_letter(self, message: Any, stage: str, error: Exception) -> asyncio.Future[Any]:
         if not isinstance(error, DecodeError | NormalizeError):  # not a known bad input: a bug, worth its traceback
@@ -216,10 +258,8 @@ class Pipeline:
 
     # Stage 2 ---------------------------------------------------------------------------
 
-    async def process_state_input(self, messages: Sequence[Any]) -> None:
-        """Apply events another worker routed to us because we own their payments' partitions."""
-        started = time.perf_counter()
-        futures: list[asyncio.Future[Any]] = []
+    async def _state_inputs(self, messages: Sequence[Any], futures: list[asyncio.Future[Any]]) -> list[StateInput]:
+        """Events another worker (or this one, during a rebalance) routed to the owner of their payments."""
         items: list[StateInput] = []
         for message in messages:
             try:
@@ -228,11 +268,11 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - logged by _dead_letter; one record must not stop the batch
                 futures.append(await self._dead_letter(message, "decode", exc))
                 continue
-            items.append(StateInput(message, message.partition, key, event, message.value, record_headers(message)))
-        futures.extend(await self.state_stage.apply(items))
-        await _delivered(futures)
-        self.metrics.records.labels("state_input").inc(len(messages))
-        self.metrics.batch_seconds.labels("state_input").observe(time.perf_counter() - started)
+            # the payment's own partition: a record produced to another one is forwarded there, never
+            # written into a partition its key does not belong to
+            items.append(StateInput(message, partition_for(key, self.partitions), key, event, message.value,
+                                    record_headers(message)))
+        return items
 
     # Dedup TTL -----------------------------------------------------------------------------
 

@@ -1,9 +1,20 @@
 """The state stage: apply events to payment states, one table write and one output per payment per batch.
 
-Both worker stages (`pipeline.py`) hand their events here: stage 1 for payments whose partition this
-worker owns, stage 2 for events routed through payments.state-input.v1. Identity resolution
-(`identity.py`) happens here too: an event naming only an alias is resolved through, or held in,
-the alias's entry in the state table.
+One writer per state partition: the worker's one agent (`pipeline.py`) consumes raw partition p
+and payments.state-input.v1 partition p, which Faust co-assigns with state partition p, and hands
+the events of both here in one call per batch. So only that agent, one batch at a time, writes the
+partitions this worker owns; an event for any other partition goes to its state-input partition.
+With one sequential writer the changelog keeps the order of the local writes without a lock.
+Identity resolution (`identity.py`) happens here too: an event naming only an alias is resolved
+through, or held in, the alias's entry in the state table.
+
+Each batch stores the offset of the last state-input record it applied (`applied.py`) in the same
+RocksDB write batch as the states. A record at or below that mark is a replay: the worker stopped
+after its local write but before its input offset was committed, perhaps before the changelog's
+acknowledgement. It changes nothing, and everything it touched is sent again (changelog record and
+state output), so the changelog is never left older than the local copy. A raw record read again
+after such a stop has no dedup sighting yet (sightings are written after every acknowledgement),
+so it is processed again and its event, already in the state's history, re-sends the state too.
 
 An event that fails here (unreadable stored state, a state machine or encoding error) is
 dead-lettered as itself: the encoded `PaymentEvent` with `dlq.replay.topic` = the state-input
@@ -26,6 +37,7 @@ from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import AvroSerde
 from schemas.topics import partition_for
+from streams.applied import APPLIED_KEY, pack_offset, unpack_offset
 from streams.dlq import DeadLetters, Replacement
 from streams.identity import (
     ALIAS_PREFIX,
@@ -68,6 +80,9 @@ class _StateBatch:
     reemit: dict[int, dict[bytes, PaymentState]] = field(default_factory=lambda: defaultdict(dict))
     aliases: dict[int, dict[bytes, AliasEntry]] = field(default_factory=lambda: defaultdict(dict))
     alias_changed: dict[int, set[bytes]] = field(default_factory=lambda: defaultdict(set))
+    applied: dict[int, int] = field(default_factory=dict)
+    """Per written partition: the state-input offset the batch brings its applied mark to."""
+    replays: int = 0
     received: dict[bytes, Any] = field(default_factory=dict)
     failures: list[tuple[StateInput, BaseException, str | None]] = field(default_factory=list)
     sources: dict[bytes, list[StateInput]] = field(default_factory=lambda: defaultdict(list))
@@ -112,38 +127,52 @@ class StateStage:
         self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def apply(self, items: Sequence[StateInput]) -> list[asyncio.Future[Any]]:
-        """Apply events to payment states: one table write and one output per payment per batch.
+        """Apply a batch's events to payment states: one table write and one output per payment.
 
-        Runs under the state table's lock until every record is queued, so the changelog keeps the
-        order of the local writes even with both stages applying. Only partitions the table says we
-        own and have restored are touched; an event for any other goes (back) to the state-input
-        topic. An event the state has already applied (a replay after a crash) re-emits the current
-        state: its first emission may not have reached the topic.
+        Only partitions the table says we own and have restored are touched; an event for any other
+        goes (back) to the state-input topic. An event the state has already applied (a replay after a
+        crash) re-sends the current state to the changelog and the state topic: its first sends may
+        not have arrived.
         """
         if not items:
             return []
-        async with self.states.lock:
-            return await self._apply_owned(items, self.states.owned_partitions())
+        return await self._apply_owned(items, self.states.owned_partitions())
 
     async def _apply_owned(self, items: Sequence[StateInput], owned: frozenset[int]) -> list[asyncio.Future[Any]]:
         batch = _StateBatch()
+        marks: dict[int, int] = {}
         queue = deque(items)
         while queue:
             item = queue.popleft()
             try:
                 if item.partition not in owned:
                     batch.forward.append(item)
-                elif item.event.event_type == LINK_EVENT_TYPE:
+                    continue
+                message = item.message
+                if message is not None and message.topic == self.state_input_topic \
+                        and message.partition == item.partition:
+                    offset = message.offset
+                    if item.partition not in marks:
+                        marks[item.partition] = unpack_offset(self.states.get(item.partition, APPLIED_KEY))
+                    if offset <= marks[item.partition]:  # the mark is sent again too
+                        batch.replays += 1
+                    offset = max(offset, marks[item.partition])
+                    if offset > batch.applied.get(item.partition, -1):
+                        batch.applied[item.partition] = offset
+                if item.event.event_type == LINK_EVENT_TYPE:
                     self._on_link(item, batch, queue)
                 else:
                     identity = identify(item.event)
                     if identity.payment is None:
                         self._on_unresolved(item, identity.alias or item.event.payment_id, batch, queue)
                     elif self._apply_one(item, batch):
-                        queue.extend(self._links(item.event, identity))
+                        queue.extend(self._links(item, identity))
             except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
                 log.exception("state stage failed", extra={"event_key": item.event.event_key})
                 batch.failures.append((item, exc, None))
+        if batch.replays:
+            log.info("state-input records already applied; their states are sent again",
+                     extra={"records": batch.replays})
         return await self._send_state_outputs(batch, owned, len(items))
 
     def _apply_one(self, item: StateInput, batch: _StateBatch) -> bool:
@@ -182,8 +211,9 @@ class StateStage:
 
     # Identity: one canonical payment per purchase (streams/identity.py) ---------------------------------
 
-    def _links(self, event: PaymentEvent, identity: Identity) -> list[StateInput]:
+    def _links(self, item: StateInput, identity: Identity) -> list[StateInput]:
         """Link records for the aliases this event proves, unless this worker already sent the same link."""
+        event = item.event
         out: list[StateInput] = []
         for alias in identity.links:
             if identity.payment is None or self._linked.get((event.provider, alias)) == identity.payment:
@@ -217,6 +247,8 @@ class StateStage:
                         extra={"alias": item.key.decode(), "payment": entry.payment, "other": payment})
             self.metrics.identity.labels("conflict").inc()
             return
+        else:  # linked before (a replay, or another worker's link): its changelog record may never have arrived
+            batch.alias_changed[item.partition].add(item.key)
         for value, headers in entry.held.values():  # again on a replayed link: applied once by event key
             try:
                 held = self.event_serde.decode(value)
@@ -237,6 +269,8 @@ class StateStage:
             self.metrics.identity.labels("held").inc()
             log.info("event held until its payment is known",
                      extra={"event_key": item.event.event_key, "alias": alias})
+        else:  # held before: a replay, whose entry's changelog record may never have arrived
+            batch.alias_changed[item.partition].add(item.key)
 
     def _resolve(self, item: StateInput, payment: str, batch: _StateBatch) -> StateInput:
         """The event re-keyed to its payment; it goes to payments.events.v1 now (it was not emitted before)."""
@@ -264,15 +298,18 @@ class StateStage:
 
     async def _send_state_outputs(self, batch: _StateBatch, owned: frozenset[int],
                                   count: int) -> list[asyncio.Future[Any]]:
-        """Write the batch's states and alias entries, then queue every output (under the table lock)."""
+        """Write the batch's states, alias entries and applied marks in one RocksDB batch per partition,
+        then queue every output; the changelog gets each partition's mark last, after the states it covers."""
         encoded = {partition: self._encode_states(states, batch) for partition, states in batch.changed.items()}
         for partition, keys in batch.alias_changed.items():
             values = encoded.setdefault(partition, {})
             for key in keys:
                 values[ALIAS_PREFIX + key] = batch.aliases[partition][key].pack()
-        for partition, values in encoded.items():
-            self.states.write_local(partition, dict(values))
-        # -- the table is consistent; the lock keeps other writers out until the records are queued --
+        marks = {partition: {APPLIED_KEY: pack_offset(offset)} for partition, offset in batch.applied.items()}
+        for partition in sorted(encoded.keys() | marks.keys()):
+            self.states.write_local(partition, {**encoded.get(partition, {}), **marks.get(partition, {})})
+        reemitted = {partition: {key: self.state_serde.encode(state) for key, state in states.items()}
+                     for partition, states in batch.reemit.items()}
         producer = self.app.producer
         futures: list[asyncio.Future[Any]] = []
         for item, error, reason in batch.failures:
@@ -283,18 +320,17 @@ class StateStage:
             futures.append(await producer.send(self.events_topic, item.key, item.value, item.partition, None,
                                                item.headers))
         now = time.time()
-        for partition, values in encoded.items():
-            futures.extend(await self.states.send_changelog(partition, dict(values)))
+        for partition in sorted(encoded.keys() | reemitted.keys() | marks.keys()):
+            values, again = encoded.get(partition, {}), reemitted.get(partition, {})
+            # a replay re-sends the stored state: a worker that stopped after its local write but before the
+            # changelog's acknowledgement had it locally and nowhere else
+            futures.extend(await self.states.send_changelog(
+                partition, {**values, **again, **marks.get(partition, {})}))
             for key, state in batch.changed.get(partition, {}).items():
                 headers = [("traceparent", state.traceparent.encode())] if state.traceparent else []
                 futures.append(await producer.send(self.state_topic, key, values[key], partition, None, headers))
                 self.metrics.e2e_seconds.observe(max(0.0, now - batch.received[key].timestamp()))
-        for partition, states in batch.reemit.items():
-            # the changelog too: a worker that stopped after its local write but before the changelog's
-            # acknowledgement has the state locally and nowhere else
-            reemitted = {key: self.state_serde.encode(state) for key, state in states.items()}
-            futures.extend(await self.states.send_changelog(partition, dict(reemitted)))
-            for key, value in reemitted.items():
+            for key, value in again.items():
                 futures.append(await producer.send(self.state_topic, key, value, partition, None, []))
         for item in batch.forward:
             futures.append(await producer.send(self.state_input_topic, item.key, item.value, item.partition, None,

@@ -1,10 +1,12 @@
 """The stages against in-memory stand-ins: who may touch a state partition, and in what order.
 
-These pin two takeover rules that a real two-worker run only hits by timing:
+These pin the takeover rules that a real two-worker run only hits by timing:
 - nothing reads or writes a payment's state while the worker's tables are not restored
   (a rebalance is under way): the event goes to the state-input topic for later;
-- two agents applying to one payment queue their changelog records in the order of their
-  local writes, so recovery (last record per key wins) rebuilds the same state.
+- one writer per state partition: the worker's one agent reads raw and state-input records and
+  applies both in one pass per batch, so the changelog keeps the order of the local writes
+  and recovery (last record per key wins) rebuilds the state the writer had;
+- a state-input record at or below its partition's applied mark re-sends what it wrote.
 
 And failure isolation: a record that fails in any stage is a dead letter and the batch goes on;
 a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits it.
@@ -12,10 +14,7 @@ a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,94 +27,16 @@ from schemas.records import PaymentState, WebhookEnvelope
 from schemas.serde import envelope_serde, payment_event_serde, payment_state_serde
 from schemas.topics import partition_for
 from streams import state_stage
+from streams.applied import APPLIED_KEY, unpack_offset
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
 from streams.normalize import normalize
 from streams.partitioned import PartitionedTable
 from streams.pipeline import SOURCE_HEADER, Pipeline
-from tests.streams.reconcile.support import Message
+from tests.streams.memory import PARTITIONS, MemoryTable, Message, Ownership, Producer
 
-PARTITIONS = 4
 RAW, EVENTS, STATE, STATE_INPUT, DLQ = "raw", "events", "state", "state-input", "dlq"
 CHANGELOG = "payment-state-changelog"
-
-
-class Producer:
-    """Appends to per-topic logs; `hold(topic)` makes the next send to that topic wait for `release()`."""
-
-    def __init__(self) -> None:
-        self.logs: dict[str, list[Message]] = defaultdict(list)
-        self._held: set[str] = set()
-        self._gate = asyncio.Event()
-        self.failing: set[str] = set()
-        """Topics whose sends are not acknowledged (their futures fail, nothing is appended)."""
-
-    def hold(self, topic: str) -> None:
-        self._held.add(topic)
-        self._gate.clear()
-
-    def release(self) -> None:
-        self._held.clear()
-        self._gate.set()
-
-    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None, timestamp: Any,
-                   headers: Any) -> asyncio.Future[Any]:
-        if topic in self._held:
-            self._held.discard(topic)
-            await self._gate.wait()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if topic in self.failing:
-            future.set_exception(TimeoutError(f"{topic}: not acknowledged"))
-            return future
-        log = self.logs[topic]
-        log.append(Message(topic, partition or 0, len(log), key, value or b"", list(headers or [])))
-        future.set_result(None)
-        return future
-
-
-class MemoryTable:
-    """The PartitionedTable surface the pipeline uses, in memory; changelog records go through the producer."""
-
-    def __init__(self, producer: Producer, owner: Ownership, changelog: str) -> None:
-        self.changelog = changelog
-        self.data: dict[int, dict[bytes, bytes]] = defaultdict(dict)
-        self.lock = asyncio.Lock()
-        self._producer = producer
-        self._owner = owner
-
-    def owned_partitions(self) -> frozenset[int]:
-        return self._owner.owned()
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self.data[partition].get(key)
-
-    def write_local(self, partition: int, items: dict[bytes, bytes | None]) -> None:
-        for key, value in items.items():
-            if value is None:
-                self.data[partition].pop(key, None)
-            else:
-                self.data[partition][key] = value
-
-    async def send_changelog(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
-        send = self._producer.send
-        return [await send(self.changelog, key, value, partition, None, None) for key, value in items.items()]
-
-    def partitions(self) -> list[int]:
-        return sorted(self.data)
-
-    def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        yield from list(self.data[partition].items())
-
-
-@dataclass
-class Ownership:
-    """What Faust would say: are the tables restored, and which partitions are ours."""
-
-    ready: bool = True
-    actives: frozenset[int] = frozenset(range(PARTITIONS))
-
-    def owned(self) -> frozenset[int]:
-        return self.actives if self.ready else frozenset()
 
 
 @dataclass
@@ -124,7 +45,6 @@ class Harness:
     producer: Producer
     states: MemoryTable
     ownership: Ownership
-    offsets: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def raw(self, delivery: Delivery) -> Message:
         envelope = self._envelope(delivery)
@@ -155,9 +75,7 @@ class Harness:
 
     def _message(self, topic: str, partition: int, key: bytes, value: bytes,
                  headers: list[tuple[str, bytes]] | None = None) -> Message:
-        offset = self.offsets[f"{topic}:{partition}"]
-        self.offsets[f"{topic}:{partition}"] += 1
-        return Message(topic, partition, offset, key, value, headers or [])
+        return Message(topic, partition, self.producer.offset(topic, partition), key, value, headers or [])
 
 
 def make_harness() -> Harness:
@@ -221,24 +139,46 @@ async def test_an_event_for_a_partition_another_worker_owns_is_routed_to_it() ->
     assert h.state(payment_key) is None
 
 
-async def test_two_stages_applying_to_one_payment_keep_changelog_order_equal_to_local_order() -> None:
+async def test_raw_and_state_input_records_of_one_batch_are_one_write_and_one_output_per_payment() -> None:
+    """The worker's one agent reads both topics: the events of both are applied in one pass, so the payment
+    gets one local write, one changelog record and one state output, in the same order."""
     h = make_harness()
     deliveries = card_payment()
-    payment = deliveries[0]
-    payment_key = f"stripe:{payment.payment_id}"
-    await h.pipeline.process_state_input([h.state_input(d) for d in deliveries])
+    payment_key = f"stripe:{deliveries[0].payment_id}"
+    refund = refund_of(deliveries[0], "re_1", 1000)
+    await h.pipeline.process([*(h.raw(d) for d in deliveries), h.state_input(refund)])
+    state = h.state(payment_key)
+    assert state is not None and state.version == len(deliveries) + 1 and state.refunded_minor == 1000
+    assert [m.key for m in h.producer.logs[CHANGELOG] if m.key == payment_key.encode()] == [payment_key.encode()]
+    assert [payment_state_serde().decode(m.value) for m in h.producer.logs[STATE]] == [state]
+    assert h.changelog_state(payment_key) == state
+    assert not h.producer.logs[STATE_INPUT]  # nothing took the extra hop
 
-    h.producer.hold(CHANGELOG)  # the first stage's changelog send waits (a full producer batch, say)
-    first = asyncio.create_task(h.pipeline.process_state_input([h.state_input(refund_of(payment, "re_1", 1000))]))
-    await asyncio.sleep(0.01)
-    second = asyncio.create_task(h.pipeline.process_raw([h.raw(refund_of(payment, "re_2", 1500))]))
-    await asyncio.sleep(0.05)
-    h.producer.release()
-    await asyncio.gather(first, second)
 
-    local = h.state(payment_key)
-    assert local is not None and local.refunded_minor == 2500 and local.status == "partially_refunded"
-    assert h.changelog_state(payment_key) == local, "recovery would rebuild an older state than the local one"
+async def test_a_state_input_record_on_the_wrong_partition_is_applied_under_its_payments_partition() -> None:
+    h = make_harness()
+    payment = card_payment()[0]
+    payment_key = f"stripe:{payment.payment_id}".encode()
+    target = partition_for(payment_key, PARTITIONS)
+    other = next(p for p in range(PARTITIONS) if p != target)
+    event = normalize(h._envelope(payment))
+    await h.pipeline.process_state_input([h._message(STATE_INPUT, other, payment_key,
+                                                     payment_event_serde().encode(event))])
+    assert not h.states.data[other]  # not even an applied mark: nothing of that partition was applied
+    state = h.state(payment_key.decode())
+    assert state is not None and state.version == 1
+
+
+def test_one_agent_reads_raw_and_state_input_records_the_only_writer_of_the_state_table(tmp_path: Any) -> None:
+    from paystream.core.settings import Settings
+    from streams.app import create_worker
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path, reconciliation=False)
+    worker = create_worker(settings)
+    readers = {name: set(agent.channel.topics) for name, agent in worker.app.agents.items()}
+    assert [topics for topics in readers.values() if settings.topics.state_input in topics] == \
+        [{settings.topics.raw, settings.topics.state_input}]
+    assert [agent.concurrency for agent in worker.app.agents.values()] == [1]
 
 
 def test_a_table_owns_nothing_until_faust_says_the_actives_are_restored() -> None:
@@ -368,3 +308,23 @@ async def test_a_failed_delivery_writes_no_sighting_and_the_batch_read_again_is_
     retry = h.raw(deliveries[0])  # a provider retry at a new offset: a duplicate now
     await h.pipeline.process_raw([retry])
     assert h.pipeline.stats.duplicates == 1 and len(h.producer.logs[EVENTS]) == 3
+
+
+async def test_state_input_records_whose_changelog_send_failed_are_replays_when_read_again() -> None:
+    """The state-input path: the batch wrote locally (states and applied mark), the changelog was not
+    acknowledged; read again, the records are at or below the mark and re-send the stored state."""
+    h = make_harness()
+    records = [h.state_input(d) for d in checkout("pi_again")]
+    h.producer.failing.add(CHANGELOG)
+    with pytest.raises(TimeoutError):
+        await h.pipeline.process_state_input(records)
+    state = h.state("stripe:pi_again")
+    partition = partition_for(b"stripe:pi_again", PARTITIONS)
+    assert state is not None and state.version == 3 and h.changelog_state("stripe:pi_again") is None
+    assert unpack_offset(h.states.get(partition, APPLIED_KEY)) == records[-1].offset
+    h.producer.failing.clear()
+    await h.pipeline.process_state_input(records)  # the worker restarted from the last commit
+    assert h.state("stripe:pi_again") == state and h.changelog_state("stripe:pi_again") == state
+    [mark] = [m for m in h.producer.logs[CHANGELOG] if m.key == APPLIED_KEY]
+    assert unpack_offset(mark.value) == records[-1].offset
+    assert payment_state_serde().decode(h.producer.logs[STATE][-1].value) == state  # the output too
