@@ -91,6 +91,7 @@ class SinkRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.sink_batch_size,
+            embedded=settings.uses_embedded_broker,
             **consumer_group_options(embedded=settings.uses_embedded_broker),  # quirk 5: short group timeouts
         )
         # Dead letters are keyed by their original position, so a duplicate is harmless; idempotent on Apache
