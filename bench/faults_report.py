@@ -23,7 +23,8 @@ def main() -> None:
         timeline = figures.pop("timeline", [])
         rows = "\n".join(f"| {key.replace('_', ' ')} | {value} |" for key, value in figures.items())
         steps = "\n".join(f"- `{line.strip()}`" for line in timeline)
-        sections.append(f"## scale: {figures['scale']}\n\n| figure | value |\n|---|---|\n{rows}\n\nFaults, in order:\n"
+        heading = f"## {figures.get('broker', 'embedded')}, scale: {figures['scale']}"
+        sections.append(f"{heading}\n\n| figure | value |\n|---|---|\n{rows}\n\nFaults, in order:\n"
                         f"{steps}\n")
     path = write_report("faults", "Fault injection (`make test-faults`; reduced size in `make test`)", f"""
 Two ingresses, two workers and the PostgreSQL sink on the embedded broker, under a provider-like load that

@@ -91,12 +91,13 @@ class SinkRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.sink_batch_size,
+            embedded=settings.uses_embedded_broker,
             **consumer_group_options(embedded=settings.uses_embedded_broker),  # quirk 5: short group timeouts
         )
-        # Dead letters are keyed by their original position, so a duplicate is harmless; idempotence is off
-        # because the embedded broker cannot do it for aiokafka (quirk 1).
+        # Dead letters are keyed by their original position, so a duplicate is harmless; idempotent on Apache
+        # Kafka, not on the embedded broker, which cannot do it for aiokafka (quirk 1).
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
-                                         **producer_options(embedded=True))
+                                         **producer_options(embedded=settings.uses_embedded_broker))
         self._stop = asyncio.Event()
         self._flushing: asyncio.Task[None] | None = None
         self._to_seek: set[TopicPartition] = set()

@@ -75,6 +75,9 @@ async def test_lands_the_topics_exactly_dead_letters_rejects_and_serves_metrics(
     assert infos[0].exception_class in {"IntegrityError", "CheckViolation"}  # sqlite3 / psycopg
     assert infos[1].exception_class == "DecodeError"
     assert {bytes(r.value) for r in dlq} == {bad_currency.value, garbage.value}
+    # the dead-letter producer follows the broker: idempotent (a producer id from the broker) on Apache Kafka only
+    idempotence = sink.runner.producer._txn_manager
+    assert (idempotence is not None and idempotence.has_pid()) is not kafka.is_embedded
     rows = sink_backend.rows("SELECT original_topic, stage, exception_class, original_key FROM dead_letters "
                              "WHERE stage = 'sink' ORDER BY original_topic")
     assert rows == [(feed.catalog.events, "sink", infos[0].exception_class, "stripe:pay_bad"),

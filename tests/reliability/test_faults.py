@@ -1,11 +1,14 @@
 """Nothing lost, nothing counted twice, while everything fails (issue 8's fault-injection suite).
 
-Two ingresses, two workers and the sink on PostgreSQL run as real processes on the
-embedded broker. A provider-like load posts every event 3-5 times (some copies at the
-same moment through both ingresses, all shuffled) and retries 503s and refused
-connections. Meanwhile: kill -9 a worker three times, kill -9 the sink twice, restart
-an ingress, stop PostgreSQL for 20 s, and freeze the broker (SIGSTOP; the embedded
-broker keeps everything in memory, so "stopping" it means it stops answering).
+Two ingresses, two workers and the sink run as real processes, once per broker: `[embedded]` on a private
+embedded broker with the sink on PostgreSQL, `[apache-kafka]` on the session's Apache Kafka node (no
+embedded-broker workaround: `PAYSTREAM_EMBEDDED_BROKER=false`) with the sink on SQLite. A provider-like
+load posts every event 3-5 times (some copies at the same moment through both ingresses, all shuffled)
+and retries 503s and refused connections. Meanwhile: kill -9 a worker three times, kill -9 the sink twice,
+restart an ingress, freeze the broker (SIGSTOP; the embedded broker keeps everything in memory, so
+"stopping" it means it stops answering; the Kafka JVM is frozen the same way) and, on PostgreSQL only,
+stop the database for 20 s (the shared cluster: the Apache Kafka pass leaves it alone, its faults are
+the Kafka-side ones).
 
 Invariant: every event answered 2xx has exactly one row in `payment_events`; `payments`
 equals a reference model applied to the acknowledged events; an event never answered
@@ -19,8 +22,11 @@ import asyncio
 import json
 import os
 import random
+import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,11 +42,11 @@ from schemas.topics import TopicCatalog, ensure_topics
 from streams.normalize import normalize
 from streams.pipeline import SOURCE_HEADER
 from streams.state import fold_all
-from tests.fixtures.databases import pg_ctl
+from tests.fixtures.databases import Db, pg_ctl
 from tests.fixtures.kafka import drain
 from tests.reliability.harness import Load, Proc, wait_until
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 SCALE = os.environ.get("PAYSTREAM_FAULTS_SCALE", "ci")
 STORIES, RATE = (900, 110.0) if SCALE == "full" else (180, 55.0)
@@ -68,15 +74,52 @@ def reference(deliveries: list[Delivery], acked: set[str]) -> dict[tuple[str, st
                                          s.disputed_minor, s.currency, s.version) for s in states.values()}
 
 
+@dataclass
+class Broker:
+    """The broker under test, as the fault schedule sees it."""
+
+    bootstrap: str
+    embedded: bool
+    pause: Callable[[], None]
+    resume: Callable[[], None]
+
+
+def start_broker(kind: str, request: pytest.FixtureRequest) -> Broker:
+    """A private embedded broker, or the session's single Apache Kafka node (its JVM is what gets frozen)."""
+    if kind == "embedded":
+        embedded = request.getfixturevalue("broker_factory")().start()
+        return Broker(embedded.bootstrap, True, embedded.pause, embedded.resume)
+    node = request.getfixturevalue("apache_kafka").apache.nodes[0]
+
+    def signal_jvm(sig: signal.Signals) -> None:
+        assert node.process is not None and node.running(), node.tail()
+        os.kill(node.process.pid, sig)
+
+    return Broker(node.bootstrap, False, lambda: signal_jvm(signal.SIGSTOP), lambda: signal_jvm(signal.SIGCONT))
+
+
+def assert_no_workaround_ran(procs: dict[str, Proc], embedded: bool) -> None:
+    """Every worker start reported the broker kind it was given, and Faust's embedded-broker patch only there."""
+    for name in ("worker-1", "worker-2"):
+        ready = [json.loads(line) for line in procs[name].log_path.read_text("utf-8", "replace").splitlines()
+                 if line.startswith("{") and '"worker ready"' in line]
+        assert len(ready) == procs[name].starts, (name, ready)
+        assert all((r["embedded_broker"], r["embedded_broker_compat"]) == (embedded, embedded) for r in ready), ready
+
+
+@pytest.mark.parametrize("broker_kind", [pytest.param("embedded", marks=pytest.mark.postgres, id="embedded"),
+                                         pytest.param("apache-kafka", id="apache-kafka")])
 async def test_nothing_lost_nothing_doubled_under_faults(
-        broker_factory: Any, db_factory: Any, tmp_path: Path) -> None:
+        broker_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     rng = random.Random(2026)
-    broker = broker_factory().start()
-    catalog = TopicCatalog(prefix="faults.", partitions=4)
+    broker = start_broker(broker_kind, request)
+    catalog = TopicCatalog(prefix=f"faults{os.getpid()}x{int(time.time())}.", partitions=4)
     await ensure_topics(broker.bootstrap, catalog)
-    db = db_factory("postgresql")
+    # the PostgreSQL pass stops the shared cluster; the Apache Kafka pass keeps to SQLite and the Kafka-side faults
+    db: Db = request.getfixturevalue("db_factory")("postgresql" if broker.embedded else "sqlite")
     base_env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")},
-                "PAYSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap, "PAYSTREAM_EMBEDDED_BROKER": "true",
+                "PAYSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "PAYSTREAM_EMBEDDED_BROKER": "true" if broker.embedded else "false",
                 "PAYSTREAM_TOPIC_PREFIX": catalog.prefix, "PAYSTREAM_PARTITIONS": "4",
                 "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET, "PAYSTREAM_SINK_URL": db.url,
                 "PAYSTREAM_LOG_FORMAT": "json", "PAYSTREAM_PUBLISH_TIMEOUT_S": "2",
@@ -119,13 +162,14 @@ async def test_nothing_lost_nothing_doubled_under_faults(
             await at(0.24, "restart ingress-1")
             procs["ingress-1"].stop()
             procs["ingress-1"].start(wait=False)
-            await at(0.32, "stop PostgreSQL for 20 s")
-            pg_ctl("stop")
-            try:
-                await asyncio.sleep(20)
-            finally:
-                pg_ctl("start")
-            events.append(f"{time.monotonic() - started:6.1f}s PostgreSQL back")
+            if db.kind == "postgresql":
+                await at(0.32, "stop PostgreSQL for 20 s")
+                pg_ctl("stop")
+                try:
+                    await asyncio.sleep(20)
+                finally:
+                    pg_ctl("start")
+                events.append(f"{time.monotonic() - started:6.1f}s PostgreSQL back")
             await at(0.45, "kill -9 worker-2")
             procs["worker-2"].kill()
             procs["worker-2"].start(wait=False)
@@ -171,11 +215,11 @@ async def test_nothing_lost_nothing_doubled_under_faults(
         unexpected = set(keys) - acked_keys
         # events.v1: an event id twice only as a replay of one source offset
         sources: dict[str, set[bytes]] = defaultdict(set)
-        for record in await read_all(broker.bootstrap, catalog.events):
+        for record in await read_all(broker.bootstrap, catalog.events, embedded=broker.embedded):
             sources[payment_event_serde().decode(record.value).event_key].add(dict(record.headers)[SOURCE_HEADER])
         retried_twice = {k for k, s in sources.items() if len(s) > 1}
         figures = {
-            "scale": SCALE, "load_seconds": round(load_seconds, 1), "requests": load.requests,
+            "broker": broker_kind, "scale": SCALE, "load_seconds": round(load_seconds, 1), "requests": load.requests,
             "status_2xx": load.statuses[200], "status_503": load.statuses[503],
             "connection_errors": load.statuses[0], "unique_events": len({d.event_id for d in deliveries}),
             "acknowledged_events": len(acked), "rows": len(rows), "payments": len(expected),
@@ -185,21 +229,24 @@ async def test_nothing_lost_nothing_doubled_under_faults(
             "sink_starts": procs["sink"].starts, "timeline": events,
         }
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"faults-{SCALE}.json").write_text(json.dumps(figures, indent=2))
+        artifact = f"faults-{SCALE}.json" if broker.embedded else f"faults-{SCALE}-{broker_kind}.json"
+        (ARTIFACTS / artifact).write_text(json.dumps(figures, indent=2))
         print("\nfault injection:", json.dumps({k: v for k, v in figures.items() if k != "timeline"}))
         assert load.statuses[503] > 0, "the frozen broker should have produced 503s"
         assert (len(lost), len(doubled), len(unexpected), len(retried_twice)) == (0, 0, 0, 0), figures
+        assert_no_workaround_ran(procs, broker.embedded)
     finally:
         for proc in procs.values():
             proc.stop()
 
 
-async def read_all(bootstrap: str, topic: str) -> list[Any]:
+async def read_all(bootstrap: str, topic: str, *, embedded: bool) -> list[Any]:
     from aiokafka import TopicPartition
 
     from paystream.core.broker import CompatConsumer
 
-    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = CompatConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                              embedded=embedded)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(await consumer._client._wait_on_metadata(topic))]

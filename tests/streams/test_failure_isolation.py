@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 
 from paystream.core.broker import CompatConsumer
@@ -23,6 +24,8 @@ from streams.pipeline import SOURCE_HEADER
 from tests.fixtures.faults import ENV
 from tests.fixtures.kafka import drain
 from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
+
+pytestmark = pytest.mark.both_brokers
 
 
 def sources_by_event(records: list[Any]) -> dict[str, set[bytes]]:
