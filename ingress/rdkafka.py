@@ -86,14 +86,15 @@ def librdkafka_config(options: dict[str, Any]) -> dict[str, Any]:
 
 def librdkafka_timeout_ms(timeout_s: float) -> int:
     """librdkafka's own bound on a record (`message.timeout.ms`, `request.timeout.ms`): the publish bound less
-    `_SCAN_MARGIN_S`, so librdkafka reports a record it cannot deliver before the ingress gives up on it; at
-    least half the publish bound.
+    `_SCAN_MARGIN_S`, so librdkafka reports a record it cannot deliver before the ingress gives up on it. A bound
+    under 3 s leaves no room for that: librdkafka then gets three quarters of it (at most 1.5 s; measured: 0.5 s
+    of a 1 s bound was too short for the first record on a just-started Apache Kafka) and the purge covers the rest.
 
     Why not the publish bound itself: our bound then expired first, and the purge that has to follow fails
     every queued record, also those of requests whose partition has a live, in-sync leader (measured with a
     kill -9 of one of three Apache Kafka brokers: 30 of 32 503s were such collateral, answered to requests
     sent a fraction of a second earlier; tests/reliability/test_broker_failover.py)."""
-    return max(int((timeout_s - _SCAN_MARGIN_S) * 1000), int(timeout_s * 500), 1)
+    return max(int((timeout_s - _SCAN_MARGIN_S) * 1000), int(min(timeout_s * 0.75, _SCAN_MARGIN_S) * 1000), 1)
 
 
 def _error_of(exc: KafkaException) -> KafkaError | None:
