@@ -6,11 +6,14 @@ is a `PublishError` (503), a record the broker or producer refuses is a
 `RecordRejectedError` for that request only.
 
 Why it cannot store a 503'd record later, with public API only:
-`message.timeout.ms` is the publish bound, so librdkafka itself gives up on a
-record it could not deliver in time, and when our bound expires first the
-queued records are failed with `purge(in_queue=True)` (they are never sent).
-As with aiokafka, only a record already on the wire can still land; the
-provider's retry then becomes a duplicate that dedup drops.
+`message.timeout.ms` (which also bounds librdkafka's produce request) is set
+below the publish bound, so librdkafka itself fails a record it could not
+deliver in time and reports that before our bound; each such record is
+answered 503 alone. Only when our bound expires first (librdkafka's timeout
+scan ran late) are the queued records failed with `purge(in_queue=True)`, so
+that one is never sent either. As with aiokafka, only a record already on the
+wire can still land; the provider's retry then becomes a duplicate that dedup
+drops.
 
 Unlike aiokafka, librdkafka reconnects by itself, so a timeout does not cost the
 producer. It is replaced only after a fatal error (an idempotent producer that
@@ -43,7 +46,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingress.exceptions import PublishError, RecordRejectedError
 
-__all__ = ["ConfluentPublisher", "librdkafka_config"]
+__all__ = ["ConfluentPublisher", "librdkafka_config", "librdkafka_timeout_ms"]
 
 log = logging.getLogger("paystream.ingress.rdkafka")
 
@@ -61,6 +64,10 @@ _OPTION_NAMES = {
 """The aiokafka keyword arguments `producer_options` (ground: `paystream.core.broker`) uses, in librdkafka's names."""
 
 _POLL_S = 0.1
+_SCAN_MARGIN_S = 1.5
+"""librdkafka looks for records past `message.timeout.ms` (queued or in flight) once a second
+(rdkafka_broker.c), so a record can outlive that bound by up to a second; plus the delivery thread's poll
+and a loaded machine's scheduling."""
 _STATS_MS = 500
 _BATCH_BYTES = 16_384
 """aiokafka's default batch size. librdkafka never splits a batch the broker refuses, and fails every record
@@ -75,6 +82,19 @@ def librdkafka_config(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"no librdkafka equivalent for producer option(s) {sorted(unknown)}")
     return {_OPTION_NAMES[name]: value for name, value in options.items()}
+
+
+def librdkafka_timeout_ms(timeout_s: float) -> int:
+    """librdkafka's own bound on a record (`message.timeout.ms`, `request.timeout.ms`): the publish bound less
+    `_SCAN_MARGIN_S`, so librdkafka reports a record it cannot deliver before the ingress gives up on it. A bound
+    under 3 s leaves no room for that: librdkafka then gets three quarters of it (at most 1.5 s; measured: 0.5 s
+    of a 1 s bound was too short for the first record on a just-started Apache Kafka) and the purge covers the rest.
+
+    Why not the publish bound itself: our bound then expired first, and the purge that has to follow fails
+    every queued record, also those of requests whose partition has a live, in-sync leader (measured with a
+    kill -9 of one of three Apache Kafka brokers: 30 of 32 503s were such collateral, answered to requests
+    sent a fraction of a second earlier; tests/reliability/test_broker_failover.py)."""
+    return max(int((timeout_s - _SCAN_MARGIN_S) * 1000), int(min(timeout_s * 0.75, _SCAN_MARGIN_S) * 1000), 1)
 
 
 def _error_of(exc: KafkaException) -> KafkaError | None:
@@ -161,12 +181,14 @@ class ConfluentPublisher:
         reconnect_interval_s: float = 1.0,
     ) -> None:
         timeout_ms = max(int(timeout_s * 1000), 1)
+        record_timeout_ms = librdkafka_timeout_ms(timeout_s)
         self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "partitioner": "murmur2_random",  # keyed records land where aiokafka's and Java's do
-            "message.timeout.ms": timeout_ms,  # librdkafka's own bound: never delivers a record after it
-            "request.timeout.ms": timeout_ms,
+            # librdkafka's own bound: never delivers a record after it, and reports it before our bound
+            "message.timeout.ms": record_timeout_ms,
+            "request.timeout.ms": record_timeout_ms,  # the broker's acks=all wait for a produce request
             "socket.connection.setup.timeout.ms": max(timeout_ms, 1000),
             "reconnect.backoff.ms": min(100, int(reconnect_interval_s * 1000)),
             "reconnect.backoff.max.ms": max(int(reconnect_interval_s * 1000), 1),
@@ -221,13 +243,16 @@ class ConfluentPublisher:
     ) -> None:
         await self.stop()
 
-    def _give_up(self, running: _Running, reason: str) -> None:
-        """Fail every record still queued (never sent later); replace the producer only if it is unusable."""
+    def _failed(self, running: _Running, reason: str, *, purge: bool) -> None:
+        """A publish failed: with `purge`, fail every record still queued (never sent later); replace the
+        producer only if it is unusable."""
         self.last_error = reason
         self._ready_cached = False
-        running.producer.purge(in_queue=True, in_flight=False, blocking=False)
+        if purge:
+            running.producer.purge(in_queue=True, in_flight=False, blocking=False)
         if not running.fatal:
-            log.warning("unsent records dropped", extra={"reason": reason})
+            if purge:
+                log.warning("unsent records dropped", extra={"reason": reason})
             return
         if self._running is running:
             self._running = _Running(self._config, self._on_error)
@@ -257,7 +282,7 @@ class ConfluentPublisher:
             error = _error_of(exc)
             if error is not None and error.code() in _RECORD_LEVEL:
                 raise _rejected(error) from exc
-            self._give_up(running, f"{type(exc).__name__}: {exc}")
+            self._failed(running, f"{type(exc).__name__}: {exc}", purge=True)
             raise PublishError(f"producer refused the record: {exc}") from exc
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -266,11 +291,13 @@ class ConfluentPublisher:
             return placed
         except (RecordRejectedError, _Purged):
             raise
-        except TimeoutError as exc:
-            self._give_up(running, "broker acknowledgement timed out")
+        except TimeoutError as exc:  # librdkafka has not reported on it yet: it may still be queued
+            self._failed(running, "broker acknowledgement timed out", purge=True)
             raise PublishError(f"broker did not acknowledge within {self._timeout_s:g}s") from exc
         except PublishError as exc:
-            self._give_up(running, str(exc))
+            # librdkafka reported this record's own fate (message.timeout.ms, a broker error): it is never sent
+            # again, and every other queued record has its own bound, so nothing else is purged
+            self._failed(running, str(exc), purge=False)
             raise
 
     async def ready(self, *, cache_s: float = 1.0, timeout_s: float = 2.0) -> bool:

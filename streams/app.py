@@ -28,6 +28,7 @@ from streams.metrics import WorkerMetrics
 from streams.ops import register_ops
 from streams.partitioned import TABLE_OPTIONS, PartitionedTable
 from streams.pipeline import Pipeline
+from streams.producer import use_idempotent_producer
 from streams.reconcile import register_reconciliation
 from streams.reconcile.views import register_disabled_reconciliation_views, register_reconciliation_views
 from streams.views import protected, register_views
@@ -70,6 +71,7 @@ def create_worker(settings: Settings) -> Worker:
         table_standby_replicas=settings.table_standby_replicas,
         **faust_broker_options(embedded=embedded, processing_guarantee=settings.processing_guarantee),
     )
+    use_idempotent_producer(app, embedded=embedded)  # a retried batch is never stored twice on Apache Kafka
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     schema_registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None

@@ -17,7 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ingress.context import build_context
 from ingress.exceptions import PublishError, RecordRejectedError
-from ingress.rdkafka import ConfluentPublisher, librdkafka_config
+from ingress.rdkafka import ConfluentPublisher, librdkafka_config, librdkafka_timeout_ms
 from paystream.core.broker import producer_options
 from schemas.topics import TopicCatalog, ensure_topics, partition_for
 from tests.fixtures.kafka import drain
@@ -48,7 +48,8 @@ def test_idempotent_on_apache_kafka_only_and_unknown_options_refused(ingress_set
         assert publisher._config["enable.idempotence"] is (not embedded)
         assert publisher._config["acks"] == "all"
         assert publisher._config["partitioner"] == "murmur2_random"
-        assert publisher._config["message.timeout.ms"] == 2000  # the publish bound, enforced by librdkafka too
+        # librdkafka's own bound, below the 2 s publish bound: it reports a record it cannot deliver first
+        assert publisher._config["message.timeout.ms"] == librdkafka_timeout_ms(2.0) == 1500
     aio = build_context(ingress_settings_factory(kafka_bootstrap="127.0.0.1:9", ingress_producer="aiokafka"))
     assert type(aio.publisher).__name__ == "Publisher"
     with pytest.raises(ValueError, match="retry_backoff_ms"):
@@ -99,6 +100,54 @@ async def test_timed_out_records_are_purged_and_never_stored_later(broker_factor
     finally:
         await consumer.stop()
     assert stored == [b"after"]
+
+
+def test_librdkafka_gives_up_on_a_record_a_timeout_scan_before_the_publish_bound() -> None:
+    """librdkafka checks record timeouts once a second: its bound leaves that (and more) before ours."""
+    assert librdkafka_timeout_ms(5.0) == 3500  # the default PUBLISH_TIMEOUT_S
+    assert librdkafka_timeout_ms(30.0) == 28_500
+    assert librdkafka_timeout_ms(1.0) == 750  # a short bound: three quarters for librdkafka, the purge covers it
+    assert librdkafka_timeout_ms(2.5) == 1500
+
+
+async def test_a_record_librdkafka_gives_up_on_fails_alone_before_the_bound(
+        apache_kafka: Any, topic_catalog_factory: Any) -> None:
+    """A record librdkafka cannot deliver (its topic does not exist) is reported by librdkafka itself before the
+    publish bound, and nothing queued beside it is purged: during a broker failover the purge that followed
+    our bound failed requests whose partitions had a live leader (tests/reliability/test_broker_failover.py)."""
+    catalog = topic_catalog_factory(partitions=2)
+    await ensure_topics(apache_kafka.bootstrap, catalog)
+    timeout_s = 4.0
+    async with ConfluentPublisher(apache_kafka.bootstrap, producer_options=producer_options(embedded=False),
+                                  timeout_s=timeout_s) as publisher:
+        await publisher.publish(catalog.raw, b"warm", b"v")
+        assert publisher._running is not None
+        running, purges = publisher._running, []
+        real = running.producer
+
+        class Spy:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def purge(self, *args: Any, **kwargs: Any) -> None:
+                purges.append(kwargs)
+                real.purge(*args, **kwargs)
+
+        running.producer = Spy()  # type: ignore[assignment]
+        started = time.monotonic()
+        lost = asyncio.create_task(publisher.publish(f"{catalog.prefix}no-such-topic", b"k", b"v"))
+        healthy: list[tuple[int, int]] = []
+        while not lost.done():
+            healthy.append(await publisher.publish(catalog.raw, b"k%d" % len(healthy), b"v"))
+            await asyncio.sleep(0.05)
+        with pytest.raises(PublishError) as failed:
+            await lost
+        elapsed = time.monotonic() - started
+        assert "_MSG_TIMED_OUT" in str(failed.value) or "UNKNOWN" in str(failed.value), failed.value
+        assert elapsed < timeout_s, elapsed
+        assert purges == [], purges
+        assert len(healthy) > 10
+        running.producer = real
 
 
 @pytest.mark.both_brokers

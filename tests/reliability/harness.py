@@ -15,7 +15,7 @@ from ingress.signing import sign_stripe
 from paystream.dev.scenarios import Delivery
 from tests.fixtures.processes import ChildProcess
 
-__all__ = ["Load", "Proc", "wait_until"]
+__all__ = ["Answer", "Load", "Proc", "wait_until"]
 
 
 class Proc(ChildProcess):
@@ -35,6 +35,20 @@ async def wait_until(check: object, timeout_s: float, what: str, interval_s: flo
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One attempt as the provider saw it: when it was sent and answered (monotonic), and what came back."""
+
+    event_id: str
+    started: float
+    finished: float
+    status: int
+    """0: no HTTP answer (refused connection, timeout)."""
+    retry_after: str | None
+    error: str | None = None
+    """The client's exception when there was no HTTP answer."""
+
+
 @dataclass
 class Load:
     """Posts every delivery 3-5 times through random ingresses, some copies at the same moment,
@@ -49,6 +63,7 @@ class Load:
     acked: set[str] = field(default_factory=set)
     attempts_by_event: Counter[str] = field(default_factory=Counter)
     gave_up: set[str] = field(default_factory=set)
+    answers: list[Answer] = field(default_factory=list)
 
     def plan(self, deliveries: list[Delivery]) -> list[list[Delivery]]:
         """Groups of copies: a group is posted concurrently; groups are shuffled."""
@@ -89,11 +104,14 @@ class Load:
             body = delivery.body
             headers = {"content-type": "application/json",
                        "stripe-signature": sign_stripe(body, self.secret, int(time.time()))}
+            started = time.monotonic()
+            retry_after = error = None
             try:
                 response = await client.post(f"{url}/webhooks/stripe", content=body, headers=headers)
-                status = response.status_code
-            except httpx.HTTPError:
-                status = 0
+                status, retry_after = response.status_code, response.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                status, error = 0, f"{type(exc).__name__}: {exc}"
+            self.answers.append(Answer(delivery.event_id, started, time.monotonic(), status, retry_after, error))
             self.requests += 1
             self.statuses[status] += 1
             self.attempts_by_event[delivery.event_id] += 1
