@@ -1,11 +1,13 @@
 """`make bench-e2e`: end-to-end latency at a steady 500 req/s, provider POST acknowledged → row in `payments`.
 
-The whole pipeline runs natively as in `make run` (embedded broker, one ingress, one
-worker, the SQLite sink). The load generator (bench/loadgen.py, its own process) posts
-signed Stripe `payment_intent.succeeded` events for new payments open-loop at a fixed
-rate and notes when each 200 arrives; this process only polls new rows from the sink's
-SQLite file every 10 ms (by rowid, so each poll is cheap) and notes when each payment's
-row appears. Both use the machine's monotonic clock. Target: p99 <= 1 s on this machine.
+The whole pipeline runs natively as in `make run` (one ingress, one worker, the SQLite sink), once on
+the embedded broker and once on Apache Kafka (`bench/brokers.py`). On each, `BENCH_RUNS` (default 5)
+back-to-back runs of `BENCH_SECONDS` (default 60) at `BENCH_RATE` (default 500) req/s, every run
+reported. The load generator (bench/loadgen.py, its own process) posts signed Stripe
+`payment_intent.succeeded` events for new payments open-loop and notes when each 200 arrives; this
+process only polls new rows from the sink's SQLite file every 10 ms (by rowid, so each poll is cheap)
+and notes when each payment's row appears. Both use the machine's monotonic clock.
+Target (issue 16): the worst run's p99 <= 500 ms, and every accepted payment's row landed in every run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,13 +28,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import brokers
 from bench.machine import write_report
-from paystream.core.broker import EmbeddedBroker, free_port
+from paystream.core.broker import free_port
 from paystream.dev.scenarios import Delivery, stripe_payment_intent
 from paystream.dev.sender import Signer
 
 RATE = float(os.environ.get("BENCH_RATE", "500"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+TARGET_P99_S = 0.5
+DRAIN_S = 30.0
 SECRET = "whsec_bench_e2e"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,35 +93,37 @@ async def first_row(port: int, db_path: Path) -> float:
     return time.monotonic() - accepted
 
 
-async def run(port: int, db_path: Path) -> dict[str, float]:
-    """The load generator in its own process (open loop at RATE); this process only polls the table."""
+async def run(port: int, db_path: Path, run_no: int) -> dict[str, float]:
+    """One run: the load generator in its own process (open loop at RATE); this process only polls the table."""
     count = int(RATE * SECONDS)
     now = int(time.time())
     deliveries: list[Delivery] = [
-        stripe_payment_intent("payment_intent.succeeded", f"pi_e2e_{n:07d}", amount=1000 + n, currency="USD",
-                              created=now, charge=f"ch_e2e_{n:07d}") for n in range(count)]
+        stripe_payment_intent("payment_intent.succeeded", f"pi_e2e_{run_no}_{n:07d}", amount=1000 + n,
+                              currency="USD", created=now, charge=f"ch_e2e_{run_no}_{n:07d}") for n in range(count)]
     job = json.dumps({"host": "127.0.0.1", "port": port, "connections": 64, "rate": RATE,
                       "requests": signed_requests(deliveries, port)}).encode()
     seen: dict[str, float] = {}
     done = asyncio.Event()
+    finished = [0.0]
 
     async def poll() -> None:
+        """Until every row is in, or none came for DRAIN_S after the load ended (late is not lost)."""
         connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        last = 0
+        last = connection.execute("SELECT coalesce(max(rowid), 0) FROM payments").fetchone()[0]
+        progress = time.monotonic()
         try:
-            while not done.is_set() or (len(seen) < count and time.monotonic() - finished[0] < 30):
+            while not done.is_set() or (len(seen) < count and time.monotonic() - max(progress, finished[0]) < DRAIN_S):
                 rows = connection.execute("SELECT rowid, payment_id FROM payments WHERE rowid > ? ORDER BY rowid",
                                           (last,)).fetchall()
                 stamp = time.monotonic()
                 for rowid, payment_id in rows:
                     seen.setdefault(payment_id, stamp)
                     last = max(last, rowid)
+                progress = stamp if rows else progress
                 await asyncio.sleep(0.01)
         finally:
             connection.close()
 
-    warmup_s = await first_row(port, db_path)
-    finished = [0.0]
     poller = asyncio.create_task(poll())
     loadgen = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen", cwd=ROOT,
                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -125,22 +134,36 @@ async def run(port: int, db_path: Path) -> dict[str, float]:
     load = json.loads(out)
     acked = {d.payment_id: at for d, at, status in zip(deliveries, load["done_at"], load["status_of"], strict=True)
              if status == 200}
-    latencies = [seen[p] - acked[p] for p in acked if p in seen]
+    latencies = [seen[p] - acked[p] for p in acked if p in seen] or [float("inf")]
     return {
         "requests": count, "accepted": len(acked), "achieved_rate": load["rps"],
-        "rows_seen": len(latencies), "p50_s": percentile(latencies, 0.5), "p90_s": percentile(latencies, 0.9),
-        "p99_s": percentile(latencies, 0.99), "max_s": max(latencies),
-        "ack_p50_ms": load["p50_ms"], "ack_p99_ms": load["p99_ms"], "first_row_s": warmup_s,
+        "rows_seen": sum(p in seen for p in acked), "p50_s": percentile(latencies, 0.5),
+        "p90_s": percentile(latencies, 0.9), "p99_s": percentile(latencies, 0.99), "max_s": max(latencies),
+        "ack_p50_ms": load["p50_ms"], "ack_p99_ms": load["p99_ms"], "load_1m": os.getloadavg()[0],
     }
 
 
-def main() -> None:
+async def series(port: int, db_path: Path, label: str) -> tuple[float, list[dict[str, float]]]:
+    """The warm-up webhook (start-up cost), then RUNS back-to-back runs on the same running pipeline."""
+    first_row_s = await first_row(port, db_path)
+    results = []
+    for run_no in range(1, RUNS + 1):
+        result = await run(port, db_path, run_no)
+        results.append(result)
+        print(f"{label} run {run_no}: {result['achieved_rate']:.0f} req/s, p50 {result['p50_s'] * 1000:.0f} ms, "
+              f"p99 {result['p99_s'] * 1000:.0f} ms, max {result['max_s'] * 1000:.0f} ms, "
+              f"{result['rows_seen']}/{result['requests']} rows", flush=True)
+    return first_row_s, results
+
+
+def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]]]:
+    """Broker, ingress, worker and sink as `make run` starts them, the series, then everything stopped."""
     data = Path(tempfile.mkdtemp())
     processes: list[subprocess.Popen[bytes]] = []
-    with EmbeddedBroker() as broker:
+    with brokers.broker(kind) as bootstrap:
         ingress_port, worker_port, sink_port = free_port(), free_port(), free_port()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")},
-               "PAYSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap, "PAYSTREAM_EMBEDDED_BROKER": "true",
+               **brokers.env_for(kind, bootstrap),
                "PAYSTREAM_DATA_DIR": str(data), "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET,
                "PAYSTREAM_INGRESS_PORT": str(ingress_port), "PAYSTREAM_WORKER_PORT": str(worker_port),
                "PAYSTREAM_SINK_METRICS_PORT": str(sink_port), "PAYSTREAM_LOG_LEVEL": "WARNING",
@@ -154,38 +177,60 @@ def main() -> None:
                 processes.append(subprocess.Popen([*cli, command], env=env, stdout=subprocess.DEVNULL,
                                                   stderr=subprocess.DEVNULL))
                 wait_ready(ready)
-            result = asyncio.run(run(ingress_port, data / "paystream.db"))
+            return asyncio.run(series(ingress_port, data / "paystream.db", brokers.LABELS[kind]))
         finally:
             for process in reversed(processes):
                 process.terminate()
             for process in processes:
                 process.wait(30)
             shutil.rmtree(data, ignore_errors=True)
-    verdict = "met" if result["p99_s"] <= 1.0 and result["rows_seen"] == result["requests"] else "NOT met"
-    summary = (f"e2e at {result['achieved_rate']:.0f} req/s: p50 {result['p50_s'] * 1000:.0f} ms, "
-               f"p99 {result['p99_s'] * 1000:.0f} ms, max {result['max_s'] * 1000:.0f} ms "
-               f"({result['rows_seen']}/{result['requests']} rows) — target p99 <= 1 s {verdict}")
-    print(summary)
+
+
+def verdict(results: list[dict[str, float]]) -> str:
+    """The worst run decides: one good run proves nothing."""
+    worst = max(r["p99_s"] for r in results)
+    median = statistics.median(r["p99_s"] for r in results)
+    landed = all(r["rows_seen"] == r["accepted"] == r["requests"] for r in results)
+    met = worst <= TARGET_P99_S and landed and len(results) >= 5
+    return (f"p99 median {median * 1000:.0f} ms, worst {worst * 1000:.0f} ms over {len(results)} runs; "
+            f"every row landed: {'yes' if landed else '**no**'}; target (worst p99 <= {TARGET_P99_S * 1000:.0f} ms, "
+            f"5 runs) {'met' if met else '**not met**'}")
+
+
+def main() -> None:
+    kinds = brokers.selected()
+    outcomes = {kind: pipeline_series(kind) for kind in kinds}
+    rows = []
+    for kind, (_, results) in outcomes.items():
+        for run_no, r in enumerate(results, 1):
+            rows.append(f"| {brokers.LABELS[kind]} | {run_no} | {r['requests']} / {r['accepted']} | "
+                        f"{r['achieved_rate']:.0f} | {r['rows_seen']} | {r['p50_s'] * 1000:.0f} | "
+                        f"{r['p90_s'] * 1000:.0f} | {r['p99_s'] * 1000:.0f} | {r['max_s'] * 1000:.0f} | "
+                        f"{r['ack_p50_ms']:.0f} / {r['ack_p99_ms']:.0f} | {r['load_1m']:.1f} |")
+    verdicts = [f"- {brokers.LABELS[kind]}: {verdict(results)}" for kind, (_, results) in outcomes.items()]
+    startup = ", ".join(f"{brokers.LABELS[kind]} {first:.1f} s" for kind, (first, _) in outcomes.items())
+    print("\n".join(verdicts))
     path = write_report("e2e", "End-to-end latency (`make bench-e2e`)", f"""
-The pipeline as `make run` starts it (embedded broker, one ingress, one worker, the SQLite sink), all on this
-machine's 2 cores with the load generator (`bench/loadgen.py`, its own process, open loop: request i is due at
-start + i / rate whatever the server does). {int(RATE * SECONDS)} signed Stripe events for new payments at
-{RATE:.0f} req/s; latency = first poll (every 10 ms) that sees the payment's row in `payments` minus the
-moment the 200 arrived at the load generator (both read the machine's monotonic clock). The load starts once
-one warm-up webhook has reached its row (its time is shown separately: it is the pipeline's start-up cost).
+The pipeline as `make run` starts it (one ingress, one worker, the SQLite sink), on each broker in turn in the
+same invocation with the same parameters: the embedded broker, then Apache Kafka 4.1 (one KRaft node,
+`PAYSTREAM_EMBEDDED_BROKER=false`: idempotent producers, Faust's defaults). Everything shares this machine's
+2 cores with the load generator (`bench/loadgen.py`, its own process, open loop: request i is due at
+start + i / rate whatever the server does). Per broker: {RUNS} back-to-back runs of {SECONDS:.0f} s at
+{RATE:.0f} req/s ({int(RATE * SECONDS)} signed Stripe events for new payments per run) on the same running
+pipeline; latency = first poll (every 10 ms) that sees the payment's row in `payments` minus the moment the
+200 arrived at the load generator (both read the machine's monotonic clock); "200 p50/p99" is the ingress's
+answer time from when each request was due. The runs start once one warm-up webhook has reached its row
+(start-up cost, not in the figures: {startup}). "rows landed" counts accepted payments whose row appeared
+before none came for {DRAIN_S:.0f} s after the run's load ended; "load" is the machine's 1-minute load average
+at the end of the run (2 cores: above 2 means processes were waiting for a CPU).
 
-| figure | value |
-|---|---|
-| requests / accepted | {result['requests']} / {result['accepted']} |
-| achieved rate | {result['achieved_rate']:.0f} req/s |
-| rows seen in `payments` | {result['rows_seen']} |
-| latency p50 / p90 / p99 / max | {result['p50_s'] * 1000:.0f} / {result['p90_s'] * 1000:.0f} / \
-{result['p99_s'] * 1000:.0f} / {result['max_s'] * 1000:.0f} ms |
-| first webhook after start → its row (start-up, not in the figures above) | {result['first_row_s']:.1f} s |
-| ingress answer p50 / p99 (from when each request was due) | {result['ack_p50_ms']:.0f} / \
-{result['ack_p99_ms']:.0f} ms |
+| broker | run | requests/accepted | req/s | rows landed | p50 ms | p90 ms | p99 ms | max ms | 200 p50/p99 ms | load |
+|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|
+{chr(10).join(rows)}
 
-**{summary}**
+Verdict (the worst run decides; target from issue 16):
+
+{chr(10).join(verdicts)}
 """)
     print(f"report: {path}")
 

