@@ -102,6 +102,8 @@ def create_worker(settings: Settings) -> Worker:
         event_serde=serdes[1],
         state_serde=serdes[2],
         dedup_ttl_s=settings.dedup_ttl_s,
+        state_retention_s=settings.state_retention_s,
+        state_sweep_every_s=settings.state_sweep_interval_s,
         partitions=settings.partitions,
         tracer=setup_tracing(settings.otlp_endpoint, "paystream-worker"),
     )

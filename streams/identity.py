@@ -118,6 +118,12 @@ class AliasEntry:
     payment: str | None = None
     held: dict[str, tuple[bytes, Headers]] = field(default_factory=dict)
     """event key -> (encoded PaymentEvent, headers)"""
+    touched_ms: int | None = None
+    """Newest arrival (ms) of an event that linked it or was held in it: when it may expire (`state_expiry.py`).
+    None in entries written before it was kept."""
+
+    def touch(self, received_at_ms: int) -> None:
+        self.touched_ms = max(self.touched_ms or 0, received_at_ms)
 
     def hold(self, event_key: str, value: bytes, headers: Headers) -> bool:
         if event_key in self.held:
@@ -128,6 +134,8 @@ class AliasEntry:
     def pack(self) -> bytes:
         held = {k: [_b64(v), [[n, _b64(h)] for n, h in headers]] for k, (v, headers) in self.held.items()}
         data: dict[str, Any] = {"payment": self.payment, "held": held}
+        if self.touched_ms is not None:
+            data["at"] = self.touched_ms
         return orjson.dumps(data)
 
     @classmethod
@@ -137,7 +145,7 @@ class AliasEntry:
         data = orjson.loads(raw)
         held = {k: (base64.b64decode(v), [(n, base64.b64decode(h)) for n, h in headers])
                 for k, (v, headers) in data["held"].items()}
-        return cls(data["payment"], held)
+        return cls(data["payment"], held, data.get("at"))
 
 
 def payment_keys(events: list[PaymentEvent]) -> dict[str, str]:

@@ -33,6 +33,9 @@ class WorkerMetrics:
                                 registry=registry)
         self.dedup_expired = Counter("paystream_worker_dedup_expired", "Dedup entries removed by the TTL sweep",
                                      registry=registry)
+        self.state_expired = Counter("paystream_worker_state_expired",
+                                     "Payment-state and alias entries deleted by the retention sweep "
+                                     "(PAYSTREAM_STATE_RETENTION_S)", ["what"], registry=registry)
         self.batch_seconds = Histogram("paystream_worker_batch_seconds", "Time to process one batch", ["stage"],
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                                        registry=registry)

@@ -122,6 +122,17 @@ class PartitionedTable:
             if key != offset_key:
                 yield key, value
 
+    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        """Keys starting with `prefix` (from `start` on, when given), in key order (RocksDB iterates sorted)."""
+        offset_key = self.table.data.offset_key
+        for key, value in self._db(partition).items(from_key=max(prefix, start or prefix)):
+            if key == offset_key:
+                continue  # Faust's own bookkeeping, not ours
+            if not key.startswith(prefix):
+                break
+            yield key, value
+
     def partitions(self) -> list[int]:
         return sorted(self.table.data._dbs)
 

@@ -46,6 +46,7 @@ from streams.identity import identify
 from streams.metrics import WorkerMetrics
 from streams.normalize import NormalizeError, StandardMappings, normalize
 from streams.partitioned import PartitionedTable
+from streams.state_expiry import DEFAULT_RETENTION_S, SWEEP_EVERY_S
 from streams.state_stage import StateInput, StateStage
 
 __all__ = ["SOURCE_HEADER", "DedupStats", "Pipeline"]
@@ -112,6 +113,8 @@ class Pipeline:
         partitions: int,
         mappings: StandardMappings | None = None,
         tracer: Tracer | None = None,
+        state_retention_s: int = DEFAULT_RETENTION_S,
+        state_sweep_every_s: float = SWEEP_EVERY_S,
     ) -> None:
         self.app = app
         self.events_topic = events_topic
@@ -133,7 +136,8 @@ class Pipeline:
         self.state_stage = StateStage(app, events_topic=events_topic, state_topic=state_topic,
                                       state_input_topic=state_input_topic, states=states, dead_letters=dead_letters,
                                       metrics=metrics, event_serde=event_serde, state_serde=state_serde,
-                                      partitions=partitions, tracer=self.tracer, processed=self.processed)
+                                      partitions=partitions, tracer=self.tracer, processed=self.processed,
+                                      retention_s=state_retention_s, sweep_every_s=state_sweep_every_s)
 
     async def process(self, messages: Sequence[Any]) -> None:
         """One batch of the worker's agent: raw records (stage 1) and state-input records (stage 2).

@@ -52,11 +52,15 @@ from streams.identity import (
 from streams.metrics import WorkerMetrics
 from streams.partitioned import PartitionedTable
 from streams.state import apply_event
+from streams.state_expiry import DEFAULT_RETENTION_S, SWEEP_EVERY_S, SWEEP_SLICE, expired_keys, to_ms
+from streams.sweep import Sweeper
 
 __all__ = ["StateInput", "StateStage"]
 
 log = logging.getLogger("paystream.streams")
 
+_TOUCH_AFTER_MS = 86_400_000
+"""An alias entry that resolves events is re-stamped (and rewritten) at most this often."""
 _LINK_CACHE = 100_000
 """Links this worker remembers having sent, so a busy payment does not re-send its links per event."""
 
@@ -91,6 +95,8 @@ class _StateBatch:
     events: list[StateInput] = field(default_factory=list)
     """Resolved events for payments.events.v1 (they were held or keyed by an alias in stage 1)."""
     transitions: Counter[str] = field(default_factory=Counter)
+    expired: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    """Per partition: expired entries (None) and re-stamped alias entries, written with the batch."""
 
 
 class StateStage:
@@ -111,6 +117,8 @@ class StateStage:
         partitions: int,
         tracer: Tracer,
         processed: dict[str, int],
+        retention_s: int = DEFAULT_RETENTION_S,
+        sweep_every_s: float = SWEEP_EVERY_S,
     ) -> None:
         self.app = app
         self.events_topic = events_topic
@@ -125,6 +133,10 @@ class StateStage:
         self.tracer = tracer
         self.processed = processed
         self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.retention_ms = retention_s * 1000
+        self.sweeper = Sweeper(prefix=b"", every_s=sweep_every_s, slice_size=SWEEP_SLICE)
+        self.clock_ms: dict[int, int] = {}
+        """Per owned partition: the newest `received_at` applied (ms), the expiry clock."""
 
     async def apply(self, items: Sequence[StateInput]) -> list[asyncio.Future[Any]]:
         """Apply a batch's events to payment states: one table write and one output per payment.
@@ -170,14 +182,35 @@ class StateStage:
             except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
                 log.exception("state stage failed", extra={"event_key": item.event.event_key})
                 batch.failures.append((item, exc, None))
+        self._sweep(batch)
         if batch.replays:
             log.info("state-input records already applied; their states are sent again",
                      extra={"records": batch.replays})
         return await self._send_state_outputs(batch, owned, len(items))
 
+    def _sweep(self, batch: _StateBatch) -> None:
+        """Expire a slice of each partition this batch applied events to (`state_expiry.py`); entries the batch
+        itself writes are left for the next round."""
+        now = time.monotonic()
+        for partition in sorted(batch.changed.keys() | batch.aliases.keys()):
+            clock = self.clock_ms.get(partition)
+            if clock is None:
+                continue
+            busy = batch.changed[partition].keys() | {ALIAS_PREFIX + k for k in batch.aliases[partition]}
+            entries = [(k, v) for k, v in self.sweeper.next_slice(self.states, partition, now) if k not in busy]
+            writes, counts = expired_keys(entries, clock, self.retention_ms, self.state_serde)
+            if writes:
+                batch.expired[partition] = writes
+            for what, n in counts.items():
+                if n:
+                    self.metrics.state_expired.labels(what).inc(n)
+
     def _apply_one(self, item: StateInput, batch: _StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""
         partition, key, event = item.partition, item.key, item.event
+        received_ms = to_ms(event.received_at)
+        if received_ms > self.clock_ms.get(partition, -1):
+            self.clock_ms[partition] = received_ms
         state = batch.changed[partition].get(key)
         if state is None:
             raw = self.states.get(partition, key)
@@ -249,6 +282,7 @@ class StateStage:
             return
         else:  # linked before (a replay, or another worker's link): its changelog record may never have arrived
             batch.alias_changed[item.partition].add(item.key)
+        entry.touch(to_ms(item.event.received_at))
         for value, headers in entry.held.values():  # again on a replayed link: applied once by event key
             try:
                 held = self.event_serde.decode(value)
@@ -262,15 +296,20 @@ class StateStage:
     def _on_unresolved(self, item: StateInput, alias: str, batch: _StateBatch, queue: deque[StateInput]) -> None:
         """An event naming only an alias: on to its payment when linked, else held until the link arrives."""
         entry = self._alias_entry(batch, item.partition, item.key)
+        received_ms = to_ms(item.event.received_at)
         if entry.payment is not None:
             queue.append(self._resolve(item, entry.payment, batch))
-        elif entry.hold(item.event.event_key, item.value, item.headers):
-            batch.alias_changed[item.partition].add(item.key)
+            if entry.touched_ms is None or received_ms - entry.touched_ms > _TOUCH_AFTER_MS:
+                entry.touch(received_ms)  # still in use: keep it from expiring (rewritten at most daily)
+                batch.alias_changed[item.partition].add(item.key)
+            return
+        entry.touch(received_ms)
+        if entry.hold(item.event.event_key, item.value, item.headers):
             self.metrics.identity.labels("held").inc()
             log.info("event held until its payment is known",
                      extra={"event_key": item.event.event_key, "alias": alias})
-        else:  # held before: a replay, whose entry's changelog record may never have arrived
-            batch.alias_changed[item.partition].add(item.key)
+        # else: held before, a replay whose entry's changelog record may never have arrived
+        batch.alias_changed[item.partition].add(item.key)
 
     def _resolve(self, item: StateInput, payment: str, batch: _StateBatch) -> StateInput:
         """The event re-keyed to its payment; it goes to payments.events.v1 now (it was not emitted before)."""
@@ -301,6 +340,8 @@ class StateStage:
         """Write the batch's states, alias entries and applied marks in one RocksDB batch per partition,
         then queue every output; the changelog gets each partition's mark last, after the states it covers."""
         encoded = {partition: self._encode_states(states, batch) for partition, states in batch.changed.items()}
+        for partition, writes in batch.expired.items():
+            encoded[partition] = {**writes, **encoded.get(partition, {})}
         for partition, keys in batch.alias_changed.items():
             values = encoded.setdefault(partition, {})
             for key in keys:

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
                                                     "event; off where no ledger is imported)")
     recon_window_s: int = Field(3600, ge=1)
     recon_grace_s: int = Field(600, ge=0)
+    state_retention_s: int = Field(730 * 86_400, ge=MIN_DEDUP_TTL_S,
+                                   description="a payment's worker state (and its alias entries) is deleted this "
+                                               "long after its last event; its sink row stays")
+    state_sweep_interval_s: float = Field(30.0, gt=0, description="per partition, how often the state agent looks "
+                                                                    "at one slice of its table for expired entries")
     recon_retention_s: int = Field(180 * 86_400, ge=0, description="how long after it closes a window still takes "
                                                                     "corrections; then its worker state is deleted")
     recon_idle_s: float = Field(60.0, gt=0, description="a partition with nothing to read this long stops "

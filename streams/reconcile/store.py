@@ -33,16 +33,7 @@ class Producer(Protocol):
 
 
 class PrefixTable(PartitionedTable):
-    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
-                    ) -> Iterator[tuple[bytes, bytes]]:
-        """Keys starting with `prefix` (from `start` on, when given), in key order (RocksDB iterates sorted)."""
-        offset_key = self.table.data.offset_key
-        for key, value in self._db(partition).items(from_key=max(prefix, start or prefix)):
-            if key == offset_key:
-                continue  # Faust's own bookkeeping, not ours
-            if not key.startswith(prefix):
-                break
-            yield key, value
+    """The reconciliation stores: a `PartitionedTable` (which scans by prefix) under the store protocol."""
 
 
 async def gather(futures: Sequence[asyncio.Future[Any]]) -> None:

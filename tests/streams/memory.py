@@ -60,8 +60,8 @@ class Producer:
             future.set_exception(TimeoutError(f"{topic}: not acknowledged"))
             return future
         partition = partition or 0
-        self.logs[topic].append(Message(topic, partition, self.offset(topic, partition), key, value or b"",
-                                        list(headers or [])))
+        self.logs[topic].append(Message(topic, partition, self.offset(topic, partition), key, value,
+                                        list(headers or [])))  # a None value is a tombstone
         future.set_result(None)
         return future
 
@@ -106,12 +106,19 @@ class MemoryTable:
     def partitions(self) -> list[int]:
         return sorted(self.data)
 
+    def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        """Like RocksDB: keys in order, from `start` on."""
+        items = sorted(self.data[partition].items())
+        yield from [(k, v) for k, v in items if k.startswith(prefix) and (start is None or k >= start)]
+
     def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         yield from list(self.data[partition].items())
 
 
 def restore(table: MemoryTable, partitions: set[int]) -> None:
-    """Replace `partitions` of the local copy with what the changelog holds (Faust's recovery, no standby)."""
+    """Replace `partitions` of the local copy with what the changelog holds (Faust's recovery, no standby:
+    the last record per key wins, a tombstone deletes)."""
     for partition in partitions:
         table.data[partition] = {}
     for record in table._producer.logs[table.changelog]:

@@ -17,6 +17,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -37,6 +38,7 @@ from tests.streams.test_recovery import follow_ups
 RAW, EVENTS, STATE, STATE_INPUT, DLQ = "raw", "events", "state", "state-input", "dlq"
 CHANGELOG = "payment-state-changelog"
 BATCH = 25
+RECEIVED_AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -58,9 +60,9 @@ class Cluster:
     producer: Producer
     committed: dict[str, int] = field(default_factory=lambda: {RAW: 0, STATE_INPUT: 0})
 
-    def worker(self, states: MemoryTable | None = None) -> Worker:
+    def worker(self, states: MemoryTable | None = None, ownership: Ownership | None = None, **options: Any) -> Worker:
         app = type("App", (), {"producer": self.producer})()
-        ownership = Ownership()
+        ownership = ownership or Ownership()
         table = states or MemoryTable(self.producer, ownership, CHANGELOG)
         metrics = WorkerMetrics(CollectorRegistry())
         pipeline = Pipeline(app, events_topic=EVENTS, state_topic=STATE, state_input_topic=STATE_INPUT,
@@ -68,18 +70,20 @@ class Cluster:
                             states=table,  # type: ignore[arg-type]
                             dead_letters=DeadLetters(app, DLQ, metrics=metrics), metrics=metrics,
                             envelope_serde=envelope_serde(), event_serde=payment_event_serde(),
-                            state_serde=payment_state_serde(), dedup_ttl_s=3600, partitions=PARTITIONS)
+                            state_serde=payment_state_serde(), dedup_ttl_s=3600, partitions=PARTITIONS,
+                            **options)
         return Worker(pipeline, table)
 
-    async def publish(self, raw: list[Delivery], routed: list[Delivery] = ()) -> None:  # type: ignore[assignment]
+    async def publish(self, raw: list[Delivery], routed: list[Delivery] = (),  # type: ignore[assignment]
+                      received_at: datetime = RECEIVED_AT) -> None:
         """Raw records from the ingress, and events another worker's stage 1 routed to the state-input topic."""
         for delivery in raw:
-            envelope = envelope_of(delivery)
+            envelope = envelope_of(delivery, received_at)
             key = envelope.key.encode()
             await self.producer.send(RAW, key, envelope_serde().encode(envelope), partition_for(key, PARTITIONS),
                                      None, [])
         for delivery in routed:
-            event = normalize(envelope_of(delivery))
+            event = normalize(envelope_of(delivery, received_at))
             identity = identify(event)
             key = f"{event.provider}:{identity.payment or identity.alias}".encode()
             await self.producer.send(STATE_INPUT, key, payment_event_serde().encode(event),
@@ -101,10 +105,10 @@ class Cluster:
             self.commit(batch)
 
 
-def envelope_of(delivery: Delivery) -> WebhookEnvelope:
+def envelope_of(delivery: Delivery, received_at: datetime = RECEIVED_AT) -> WebhookEnvelope:
     return WebhookEnvelope(envelope_id=f"env-{delivery.event_id}", provider=delivery.provider,
                            source=delivery.provider, provider_event_id=delivery.event_id,
-                           event_type=delivery.event_type, received_at=datetime(2026, 12, 1, tzinfo=UTC),
+                           event_type=delivery.event_type, received_at=received_at,
                            verified_by="test", body=delivery.body, content_type="application/json")
 
 
