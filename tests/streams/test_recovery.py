@@ -52,7 +52,7 @@ def summary(state: PaymentState) -> tuple[object, ...]:
 
 async def check_invariant(topics: Any, consumer_factory: Any, envelopes: list[WebhookEnvelope]) -> dict[str, int]:
     expected_keys = {e.key for e in envelopes}
-    await wait_processed(topics, consumer_factory, len(expected_keys))
+    await wait_for_event_keys(topics, consumer_factory, expected_keys)
     records = await drain(await consumer_factory(topics.events), idle_s=3, timeout_s=240)
     sources: dict[str, set[bytes]] = defaultdict(set)
     counts: dict[str, int] = defaultdict(int)
@@ -62,17 +62,48 @@ async def check_invariant(topics: Any, consumer_factory: Any, envelopes: list[We
         sources[event.event_key].add(dict(record.headers)[SOURCE_HEADER])
     assert set(counts) == expected_keys, f"lost: {len(expected_keys - set(counts))}"
     assert all(len(s) == 1 for s in sources.values()), "an event id came from two different source offsets"
+    reference = reference_states(envelopes)
     latest: dict[str, PaymentState] = {}
-    for record in await drain(await consumer_factory(topics.state), idle_s=3, timeout_s=240):
-        state = payment_state_serde().decode(record.value)
-        if state.payment_key not in latest or state.version > latest[state.payment_key].version:
-            latest[state.payment_key] = state
-    assert {k: summary(v) for k, v in latest.items()} == reference_states(envelopes)
+    read = 0
+
+    def newest_equal_reference(records: list[Any]) -> bool:  # a state sent late (after a takeover) still counts
+        nonlocal read
+        for record in records[read:]:
+            state = payment_state_serde().decode(record.value)
+            if state.payment_key not in latest or state.version > latest[state.payment_key].version:
+                latest[state.payment_key] = state
+        read = len(records)
+        return {k: summary(v) for k, v in latest.items()} == reference
+
+    await drain(await consumer_factory(topics.state), until=newest_equal_reference, timeout_s=120)
+    latest.clear()
+    read = 0
+    newest_equal_reference(await drain(await consumer_factory(topics.state), idle_s=3, timeout_s=240))  # all of it
+    assert {k: summary(v) for k, v in latest.items()} == reference
     return {"events": len(records), "replayed": sum(c - 1 for c in counts.values())}
 
 
 async def wait_processed(topics: Any, consumer_factory: Any, expected: int, timeout_s: float = 240) -> None:
     await drain(await consumer_factory(topics.events), expected=expected, timeout_s=timeout_s)
+
+
+async def wait_for_event_keys(topics: Any, consumer_factory: Any, expected: set[str], timeout_s: float = 240) -> None:
+    """Until every expected event id is on payments.events.v1 (or the timeout: then the check reports it lost).
+
+    Counting records is not enough after a kill -9: replays are records too, so a count can be reached
+    while an event held up by the takeover is still on its way, and a drain that then stops after a few
+    idle seconds would call it lost."""
+    seen: set[str] = set()
+    serde = payment_event_serde()
+    read = 0
+
+    def arrived(records: list[Any]) -> bool:
+        nonlocal read
+        seen.update(serde.decode(r.value).event_key for r in records[read:])
+        read = len(records)
+        return expected <= seen
+
+    await drain(await consumer_factory(topics.events), until=arrived, timeout_s=timeout_s)
 
 
 async def test_kill_9_and_restart_on_its_own_data_dir_resumes_exactly(
