@@ -24,6 +24,7 @@ from schemas.serde import envelope_serde, payment_event_serde, payment_state_ser
 from streams.batches import batches, run_batch
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
+from streams.flow import use_keeping_flow_control
 from streams.metrics import WorkerMetrics
 from streams.ops import register_ops
 from streams.partitioned import TABLE_OPTIONS, PartitionedTable
@@ -71,6 +72,7 @@ def create_worker(settings: Settings) -> Worker:
         table_standby_replicas=settings.table_standby_replicas,
         **faust_broker_options(embedded=embedded, processing_guarantee=settings.processing_guarantee),
     )
+    use_keeping_flow_control(app)  # before any stream exists: Faust's recovery would drop fetched records
     use_idempotent_producer(app, embedded=embedded)  # a retried batch is never stored twice on Apache Kafka
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)

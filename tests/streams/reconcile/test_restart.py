@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from schemas.topics import TopicCatalog
 from tests.fixtures.streams import WorkerProcess
 from tests.streams.reconcile.conftest import Windows, publish, wait_until
@@ -17,8 +19,9 @@ from tests.streams.reconcile.day import script
 from tests.streams.reconcile.test_worker_day import final_results, first_results
 
 
+@pytest.mark.both_brokers
 async def test_kill_9_mid_window_and_restart_gives_the_same_windows(
-        worker_factory: Callable[..., WorkerProcess], topics: TopicCatalog, producer_factory: Any,
+        kafka: Any, worker_factory: Callable[..., WorkerProcess], topics: TopicCatalog, producer_factory: Any,
         windows: Windows) -> None:
     day = script(seed=11, partitions=topics.partitions)
     worker = worker_factory(PAYSTREAM_STREAM_BATCH_SIZE="10", PAYSTREAM_STREAM_BATCH_MS="5")
