@@ -11,7 +11,9 @@ offset committed yet, went past them (Faust checks no gap before the first ackno
    changelogs while a fetch waits, the set empties, aiokafka returns every raw record buffered, and
    Faust drops them (not active) with the position past them. The seek that follows cannot help when no
    offset is committed (aiokafka's `seek_to_committed` skips such a partition). Seen: raw offsets 0-150
-   of every partition returned while paused. `SnapshotFetchConsumer` passes a copy instead.
+   of every partition returned while paused. `SnapshotFetchConsumer` passes a view of the live set that
+   is never empty (a copy would not do: aiokafka would then hand out, and Faust drop, the records of a
+   partition paused while the fetch waits).
 2. **The queues are emptied after the seek.** `Recovery.on_recovery_completed` resumes the stream
    partitions, seeks them to their committed offsets, then calls `flow_control.resume()`, which empties
    every agent's queue. Its fetcher already runs (started for the changelogs), so what it hands out in
@@ -34,21 +36,38 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import Consumer
 
-__all__ = ["FAUST_VERSION", "OrderedRecovery", "OrderedTableManager", "SnapshotFetchConsumer",
+__all__ = ["FAUST_VERSION", "ActivePartitions", "OrderedRecovery", "OrderedTableManager", "SnapshotFetchConsumer",
            "use_snapshot_fetches"]
 
 FAUST_VERSION = "0.15.3"
 """The faust-streaming release whose behaviour these classes correct."""
 
 
+class ActivePartitions:
+    """Faust's live set of active partitions as aiokafka reads it: membership is live, and it is never empty.
+
+    aiokafka's `fetched_records` uses only `bool(partitions)` and `tp in partitions`, at the moment it hands
+    records out. Live membership keeps Faust's behaviour for a partition paused while the fetch waits (its
+    records stay buffered in aiokafka, not handed out and dropped); never-empty keeps an emptied set from
+    meaning "all partitions"."""
+
+    def __init__(self, live: set[Any]) -> None:
+        self._live = live
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._live
+
+
 class SnapshotFetchConsumer(Consumer):
-    """Faust's aiokafka consumer, asking aiokafka for the partitions active when the fetch starts."""
+    """Faust's aiokafka consumer, whose fetches never ask aiokafka for "all partitions" by accident."""
 
     async def _getmany(self, active_partitions: set[Any] | None, timeout: float) -> Any:  # noqa: ASYNC109
-        # (Faust's signature.) Faust calls this only with a non-empty set (or None, client-only): a copy stays
-        # non-empty, so aiokafka never reads it as "all partitions" when Faust pauses partitions while it waits
-        partitions = set(active_partitions) if active_partitions is not None else None
-        return await super()._getmany(partitions, timeout)
+        # (Faust's signature.) Faust calls this only with a non-empty set, or None when client-only
+        partitions = ActivePartitions(active_partitions) if active_partitions is not None else None
+        return await super()._getmany(partitions, timeout)  # type: ignore[arg-type]  # read as a set by aiokafka
 
 
 def use_snapshot_fetches(app: faust.App) -> None:
