@@ -30,6 +30,7 @@ from streams.ops import register_ops
 from streams.partitioned import TABLE_OPTIONS, PartitionedTable
 from streams.pipeline import Pipeline
 from streams.producer import use_idempotent_producer
+from streams.rebalance import OrderedTableManager, use_snapshot_fetches
 from streams.reconcile import register_reconciliation
 from streams.reconcile.views import register_disabled_reconciliation_views, register_reconciliation_views
 from streams.views import protected, register_views
@@ -70,10 +71,12 @@ def create_worker(settings: Settings) -> Worker:
         producer_linger=0.001,
         stream_wait_empty=True,  # a rebalance waits for the batch in hand (state ownership is checked per batch)
         table_standby_replicas=settings.table_standby_replicas,
+        TableManager=OrderedTableManager,  # the end of a rebalance drops no fetched record (`streams/rebalance.py`)
         **faust_broker_options(embedded=embedded, processing_guarantee=settings.processing_guarantee),
     )
     use_keeping_flow_control(app)  # before any stream exists: Faust's recovery would drop fetched records
     use_idempotent_producer(app, embedded=embedded)  # a retried batch is never stored twice on Apache Kafka
+    use_snapshot_fetches(app)  # a fetch while Faust pauses partitions drops no record (`streams/rebalance.py`)
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     schema_registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
