@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import orjson
-from schemas.serde import payment_state_serde
 
+from schemas.serde import payment_state_serde
 from streams.identity import ALIAS_PREFIX, AliasEntry
 from streams.normalize import normalize
 from streams.state import fold_all
