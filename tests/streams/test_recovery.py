@@ -75,8 +75,9 @@ async def wait_processed(topics: Any, consumer_factory: Any, expected: int, time
     await drain(await consumer_factory(topics.events), expected=expected, timeout_s=timeout_s)
 
 
+@pytest.mark.both_brokers
 async def test_kill_9_and_restart_on_its_own_data_dir_resumes_exactly(
-        worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory, publish_raw: Any,
+        kafka: Any, worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory, publish_raw: Any,
         topics: Any, consumer_factory: Any) -> None:
     envelopes = [envelope_factory(d.body, provider=d.provider) for d in stories(150)]
     worker = worker_factory(PAYSTREAM_STREAM_BATCH_SIZE="50")
