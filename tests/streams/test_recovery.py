@@ -106,8 +106,9 @@ async def wait_for_event_keys(topics: Any, consumer_factory: Any, expected: set[
     await drain(await consumer_factory(topics.events), until=arrived, timeout_s=timeout_s)
 
 
+@pytest.mark.both_brokers
 async def test_kill_9_and_restart_on_its_own_data_dir_resumes_exactly(
-        worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory, publish_raw: Any,
+        kafka: Any, worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory, publish_raw: Any,
         topics: Any, consumer_factory: Any) -> None:
     envelopes = [envelope_factory(d.body, provider=d.provider) for d in stories(150)]
     worker = worker_factory(PAYSTREAM_STREAM_BATCH_SIZE="50")
