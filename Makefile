@@ -22,7 +22,7 @@ test: $(STAMP)  ## the whole test suite, with line+branch coverage of the packag
 	@scripts/ensure_postgres.sh
 	@scripts/ensure_tools.sh
 	@scripts/kafka.sh fetch >/dev/null  # Apache Kafka jars for the [apache-kafka] runs (Maven, cached in .cache/)
-	$(VENV)/bin/pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered --cov-fail-under=90 --durations=25
 
 test-faults: $(STAMP)  ## the full-size fault-injection suite; report in bench/reports/faults.md
 	PAYSTREAM_FAULTS_SCALE=full $(VENV)/bin/pytest -s tests/reliability
