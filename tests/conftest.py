@@ -34,6 +34,7 @@ pytest_plugins = [
     "tests.fixtures.streams",
     "tests.fixtures.databases",
     "tests.fixtures.registry",
+    "tests.fixtures.broker_summary",
 ]
 
 SHARED = Path(__file__).resolve().parent / "fixtures"
