@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from paystream.core.broker import EmbeddedBroker
@@ -43,20 +44,37 @@ def env_for(kind: str, bootstrap: str) -> dict[str, str]:
     return {"PAYSTREAM_KAFKA_BOOTSTRAP": bootstrap, "PAYSTREAM_EMBEDDED_BROKER": str(is_embedded(kind)).lower()}
 
 
+@dataclass(frozen=True)
+class RunningBroker:
+    bootstrap: str
+    pid: int
+    """The broker's own process (the embedded binary, or Apache Kafka's JVM), for CPU accounting."""
+
+
 @contextmanager
 def broker(kind: str, catalogs: tuple[TopicCatalog, ...] = ()) -> Iterator[str]:
     """Start it, create `catalogs`' topics, yield the bootstrap; stop it (the JVM too) however the block ends."""
+    with running(kind, catalogs) as started:
+        yield started.bootstrap
+
+
+@contextmanager
+def running(kind: str, catalogs: tuple[TopicCatalog, ...] = ()) -> Iterator[RunningBroker]:
+    """As `broker()`, yielding the process id too."""
     if is_embedded(kind):
         with EmbeddedBroker() as embedded:
             _create(embedded.bootstrap, catalogs)
-            yield embedded.bootstrap
+            assert embedded.pid is not None
+            yield RunningBroker(embedded.bootstrap, embedded.pid)
         return
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as workdir:
         node = ApacheKafka(Path(workdir), nodes=1)
         try:
             node.start()
             _create(node.bootstrap, catalogs)
-            yield node.bootstrap
+            process = node.nodes[0].process
+            assert process is not None
+            yield RunningBroker(node.bootstrap, process.pid)
         finally:
             node.stop()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -29,6 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
+from bench.cpu import CpuMeter
 from bench.machine import write_report
 from paystream.core.broker import free_port
 from paystream.dev.scenarios import Delivery, stripe_payment_intent
@@ -93,7 +95,7 @@ async def first_row(port: int, db_path: Path) -> float:
     return time.monotonic() - accepted
 
 
-async def run(port: int, db_path: Path, run_no: int) -> dict[str, float]:
+async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter) -> dict[str, float]:
     """One run: the load generator in its own process (open loop at RATE); this process only polls the table."""
     count = int(RATE * SECONDS)
     now = int(time.time())
@@ -125,9 +127,13 @@ async def run(port: int, db_path: Path, run_no: int) -> dict[str, float]:
             connection.close()
 
     poller = asyncio.create_task(poll())
+    cpu_before, loadgen_before, self_before = meter.sample(), _children_cpu_s(), _self_cpu_s()
     loadgen = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen", cwd=ROOT,
                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     out, _ = await loadgen.communicate(job)
+    cpu = CpuMeter.since(cpu_before, meter.sample())
+    cpu["load generator"] = _children_cpu_s() - loadgen_before
+    cpu["row poller"] = _self_cpu_s() - self_before
     finished[0] = time.monotonic()
     done.set()
     await poller
@@ -140,19 +146,32 @@ async def run(port: int, db_path: Path, run_no: int) -> dict[str, float]:
         "rows_seen": sum(p in seen for p in acked), "p50_s": percentile(latencies, 0.5),
         "p90_s": percentile(latencies, 0.9), "p99_s": percentile(latencies, 0.99), "max_s": max(latencies),
         "ack_p50_ms": load["p50_ms"], "ack_p99_ms": load["p99_ms"], "load_1m": os.getloadavg()[0],
+        **{f"cpu {name}": seconds for name, seconds in cpu.items()},
     }
 
 
-async def series(port: int, db_path: Path, label: str) -> tuple[float, list[dict[str, float]]]:
+def _children_cpu_s() -> float:
+    """CPU of this process's waited-for children: the load generator (the pipeline's processes are reaped
+    only at the end of the series)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def series(port: int, db_path: Path, label: str, meter: CpuMeter) -> tuple[float, list[dict[str, float]]]:
     """The warm-up webhook (start-up cost), then RUNS back-to-back runs on the same running pipeline."""
     first_row_s = await first_row(port, db_path)
     results = []
     for run_no in range(1, RUNS + 1):
-        result = await run(port, db_path, run_no)
+        result = await run(port, db_path, run_no, meter)
         results.append(result)
         print(f"{label} run {run_no}: {result['achieved_rate']:.0f} req/s, p50 {result['p50_s'] * 1000:.0f} ms, "
               f"p99 {result['p99_s'] * 1000:.0f} ms, max {result['max_s'] * 1000:.0f} ms, "
-              f"{result['rows_seen']}/{result['requests']} rows", flush=True)
+              f"{result['rows_seen']}/{result['requests']} rows; CPU s: {cpu_summary(result)}", flush=True)
     return first_row_s, results
 
 
@@ -160,7 +179,8 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]]]:
     """Broker, ingress, worker and sink as `make run` starts them, the series, then everything stopped."""
     data = Path(tempfile.mkdtemp())
     processes: list[subprocess.Popen[bytes]] = []
-    with brokers.broker(kind) as bootstrap:
+    with brokers.running(kind) as started:
+        bootstrap = started.bootstrap
         ingress_port, worker_port, sink_port = free_port(), free_port(), free_port()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")},
                **brokers.env_for(kind, bootstrap),
@@ -177,13 +197,28 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]]]:
                 processes.append(subprocess.Popen([*cli, command], env=env, stdout=subprocess.DEVNULL,
                                                   stderr=subprocess.DEVNULL))
                 wait_ready(ready)
-            return asyncio.run(series(ingress_port, data / "paystream.db", brokers.LABELS[kind]))
+            meter = CpuMeter({"broker": started.pid, **{name: process.pid for name, process in
+                                                          zip(PIPELINE, processes, strict=True)}})
+            return asyncio.run(series(ingress_port, data / "paystream.db", brokers.LABELS[kind], meter))
         finally:
             for process in reversed(processes):
                 process.terminate()
             for process in processes:
                 process.wait(30)
             shutil.rmtree(data, ignore_errors=True)
+
+
+PIPELINE = ("ingress", "worker", "sink")
+CPU_COLUMNS = ("broker", *PIPELINE, "load generator", "row poller")
+
+
+def cpu_summary(result: dict[str, float]) -> str:
+    return ", ".join(f"{name} {result[f'cpu {name}']:.0f}" for name in CPU_COLUMNS)
+
+
+def busy_share(result: dict[str, float]) -> float:
+    """The share of the machine's CPU time (all cores) that was busy during the load."""
+    return result["cpu machine busy"] / result["cpu machine total"]
 
 
 def verdict(results: list[dict[str, float]]) -> str:
@@ -207,6 +242,10 @@ def main() -> None:
                         f"{r['achieved_rate']:.0f} | {r['rows_seen']} | {r['p50_s'] * 1000:.0f} | "
                         f"{r['p90_s'] * 1000:.0f} | {r['p99_s'] * 1000:.0f} | {r['max_s'] * 1000:.0f} | "
                         f"{r['ack_p50_ms']:.0f} / {r['ack_p99_ms']:.0f} | {r['load_1m']:.1f} |")
+    cpu_rows = [f"| {brokers.LABELS[kind]} | {run_no} | "
+                + " | ".join(f"{r[f'cpu {name}']:.1f}" for name in CPU_COLUMNS)
+                + f" | {busy_share(r) * 100:.0f} % |"
+                for kind, (_, results) in outcomes.items() for run_no, r in enumerate(results, 1)]
     verdicts = [f"- {brokers.LABELS[kind]}: {verdict(results)}" for kind, (_, results) in outcomes.items()]
     startup = ", ".join(f"{brokers.LABELS[kind]} {first:.1f} s" for kind, (first, _) in outcomes.items())
     print("\n".join(verdicts))
@@ -227,6 +266,14 @@ at the end of the run (2 cores: above 2 means processes were waiting for a CPU).
 | broker | run | requests/accepted | req/s | rows landed | p50 ms | p90 ms | p99 ms | max ms | 200 p50/p99 ms | load |
 |---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|
 {chr(10).join(rows)}
+
+Where the CPU went during each run's load (CPU seconds while the load generator ran, read from `/proc` for
+each process and its children; "machine busy" is the busy share of both cores over the same interval, so
+100 % means no spare CPU at all):
+
+| broker | run | {" | ".join(CPU_COLUMNS)} | machine busy |
+|---|---:|{"---:|" * len(CPU_COLUMNS)}---:|
+{chr(10).join(cpu_rows)}
 
 Verdict (the worst run decides; target from issue 16):
 
