@@ -92,7 +92,8 @@ class SinkRunner:
             auto_offset_reset="earliest",
             max_poll_records=settings.sink_batch_size,
             embedded=settings.uses_embedded_broker,
-            **consumer_group_options(embedded=settings.uses_embedded_broker),  # quirk 5: short group timeouts
+            **consumer_group_options(embedded=settings.uses_embedded_broker,  # quirk 5: short group timeouts
+                                     session_timeout_ms=settings.group_session_timeout_ms),
         )
         # Dead letters are keyed by their original position, so a duplicate is harmless; idempotent on Apache
         # Kafka, not on the embedded broker, which cannot do it for aiokafka (quirk 1).

@@ -72,7 +72,8 @@ def create_worker(settings: Settings) -> Worker:
         stream_wait_empty=True,  # a rebalance waits for the batch in hand (state ownership is checked per batch)
         table_standby_replicas=settings.table_standby_replicas,
         TableManager=OrderedTableManager,  # the end of a rebalance drops no fetched record (`streams/rebalance.py`)
-        **faust_broker_options(embedded=embedded, processing_guarantee=settings.processing_guarantee),
+        **faust_broker_options(embedded=embedded, processing_guarantee=settings.processing_guarantee,
+                               session_timeout_ms=settings.group_session_timeout_ms),
     )
     use_keeping_flow_control(app)  # before any stream exists: Faust's recovery would drop fetched records
     use_idempotent_producer(app, embedded=embedded)  # a retried batch is never stored twice on Apache Kafka

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
     schema_registry_url: str = Field("", description="Confluent-compatible registry; empty = single-object encoding")
+    group_session_timeout_s: float = Field(
+        30.0, ge=6, le=1800, description="Apache Kafka consumer groups (workers, sink): how long a killed member's "
+                                         "partitions wait before the group hands them on; the embedded broker "
+                                         "always uses 6 s (quirk 5)")
 
     # Ingress: verification
     stripe_webhook_secrets: SecretList = Field(default_factory=list, description="comma list, several during rotation")
@@ -197,6 +201,10 @@ class Settings(BaseSettings):
         return self
 
     # Derived values -------------------------------------------------------
+
+    @property
+    def group_session_timeout_ms(self) -> int:
+        return int(self.group_session_timeout_s * 1000)
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from paystream.core.broker import free_port
+from tests.fixtures.apache_kafka import broker_env
 from tests.fixtures.processes import ChildProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ def pipeline_env(bootstrap: str, data_dir: Path, *, prefix: str = "", partitions
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")},
         "PAYSTREAM_KAFKA_BOOTSTRAP": bootstrap,
-        "PAYSTREAM_EMBEDDED_BROKER": "true" if embedded else "false",
+        **broker_env(embedded=embedded),
         "PAYSTREAM_TOPIC_PREFIX": prefix,
         "PAYSTREAM_PARTITIONS": str(partitions),
         "PAYSTREAM_DATA_DIR": str(data_dir),

@@ -34,19 +34,22 @@ from streams.compat import embedded_broker_compat_installed
 settings = Settings.from_env(data_dir=sys.argv[1])
 app = create_worker(settings).app
 
-async def worker_fetch_wait_ms():  # the consumer Faust builds for the worker (not started: nothing connects)
-    return app.consumer._thread._create_worker_consumer(app.transport)._fetch_max_wait_ms
+async def worker_consumer():  # the consumer Faust builds for the worker (not started: nothing connects)
+    return app.consumer._thread._create_worker_consumer(app.transport)
 
+consumer = asyncio.run(worker_consumer())
 print(json.dumps({"patched": embedded_broker_compat_installed(),
-                  "fetch_max_wait_ms": asyncio.run(worker_fetch_wait_ms()),
+                  "fetch_max_wait_ms": consumer._fetch_max_wait_ms,
+                  "group_timeouts_ms": [consumer._session_timeout_ms, consumer._heartbeat_interval_ms],
                   "guarantee": str(app.conf.processing_guarantee),
                   "session_timeout_s": app.conf.broker_session_timeout}))
 """
 
 
-def probe_worker(tmp_path: Path, embedded: str) -> dict[str, Any]:
+def probe_worker(tmp_path: Path, embedded: str, **settings: str) -> dict[str, Any]:
     """Build the Faust app in a fresh interpreter (the patch is process-wide) and report what it installed."""
-    env = {"PATH": "/usr/bin:/bin", "PAYSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9", "PAYSTREAM_EMBEDDED_BROKER": embedded}
+    env = {"PATH": "/usr/bin:/bin", "PAYSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9", "PAYSTREAM_EMBEDDED_BROKER": embedded,
+           **settings}
     result = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / embedded)], env=env, capture_output=True,
                             text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[2])
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -59,6 +62,17 @@ def test_the_faust_patches_follow_the_setting(tmp_path: Path) -> None:
     assert (apache["patched"], apache["fetch_max_wait_ms"]) == (False, 1500)
     embedded = probe_worker(tmp_path, "true")
     assert (embedded["patched"], embedded["fetch_max_wait_ms"]) == (True, broker_compat.EMBEDDED_FETCH_MAX_WAIT_MS)
+
+
+def test_the_group_session_follows_its_setting_on_apache_kafka_only(tmp_path: Path) -> None:
+    """`PAYSTREAM_GROUP_SESSION_TIMEOUT_S` reaches the consumer Faust builds; the embedded broker keeps 6 s."""
+    assert probe_worker(tmp_path, "false")["group_timeouts_ms"] == [30_000, 3_000]
+    assert probe_worker(tmp_path, "false", PAYSTREAM_GROUP_SESSION_TIMEOUT_S="7.5")["group_timeouts_ms"] == \
+        [7_500, 2_500]
+    assert probe_worker(tmp_path, "true", PAYSTREAM_GROUP_SESSION_TIMEOUT_S="20")["group_timeouts_ms"] == \
+        [broker_compat.EMBEDDED_SESSION_TIMEOUT_MS, broker_compat.EMBEDDED_HEARTBEAT_MS]
+    sink = consumer_group_options(embedded=False, session_timeout_ms=12_000)
+    assert (sink["session_timeout_ms"], sink["heartbeat_interval_ms"]) == (12_000, 3_000)
 
 
 def test_the_client_options_have_no_workaround_for_apache_kafka() -> None:

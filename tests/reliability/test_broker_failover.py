@@ -42,7 +42,7 @@ from paystream.core.broker import free_port
 from paystream.core.topic_reader import read_to_end
 from schemas.serde import payment_event_serde
 from schemas.topics import TopicCatalog, ensure_topics
-from tests.fixtures.apache_kafka import ApacheKafka
+from tests.fixtures.apache_kafka import ApacheKafka, broker_env
 from tests.reliability.harness import Answer, Load, Proc, wait_until
 from tests.reliability.leaders import LeaderWatch, Sample, watching
 from tests.reliability.test_faults import stories
@@ -63,7 +63,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 def processes(cluster: ApacheKafka, catalog: TopicCatalog, sink_url: str, tmp_path: Path) -> dict[str, Proc]:
     base = {**{k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")},
-            "PAYSTREAM_KAFKA_BOOTSTRAP": cluster.bootstrap, "PAYSTREAM_EMBEDDED_BROKER": "false",
+            "PAYSTREAM_KAFKA_BOOTSTRAP": cluster.bootstrap, **broker_env(embedded=False),
             "PAYSTREAM_TOPIC_PREFIX": catalog.prefix, "PAYSTREAM_PARTITIONS": str(catalog.partitions),
             "PAYSTREAM_REPLICATION_FACTOR": "3", "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET,
             "PAYSTREAM_SINK_URL": sink_url, "PAYSTREAM_LOG_FORMAT": "json",

@@ -42,6 +42,7 @@ from schemas.topics import TopicCatalog, ensure_topics
 from streams.normalize import normalize
 from streams.pipeline import SOURCE_HEADER
 from streams.state import fold_all
+from tests.fixtures.apache_kafka import broker_env
 from tests.fixtures.databases import Db, pg_ctl
 from tests.fixtures.kafka import drain
 from tests.reliability.harness import Load, Proc, wait_until
@@ -128,7 +129,7 @@ async def test_nothing_lost_nothing_doubled_under_faults(
     db: Db = request.getfixturevalue("db_factory")("postgresql" if broker.embedded else "sqlite")
     base_env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")},
                 "PAYSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "PAYSTREAM_EMBEDDED_BROKER": "true" if broker.embedded else "false",
+                **broker_env(embedded=broker.embedded),
                 "PAYSTREAM_TOPIC_PREFIX": catalog.prefix, "PAYSTREAM_PARTITIONS": "4",
                 "PAYSTREAM_STRIPE_WEBHOOK_SECRETS": SECRET, "PAYSTREAM_SINK_URL": db.url,
                 "PAYSTREAM_LOG_FORMAT": "json", "PAYSTREAM_PUBLISH_TIMEOUT_S": "2",

@@ -48,6 +48,10 @@ log = logging.getLogger("paystream.broker.compat")
 EMBEDDED_SESSION_TIMEOUT_MS = 6_000
 EMBEDDED_REBALANCE_TIMEOUT_MS = 4_000
 EMBEDDED_HEARTBEAT_MS = 1_000
+# Apache Kafka: how long a dead member's partitions wait before the group hands them on
+# (PAYSTREAM_GROUP_SESSION_TIMEOUT_S); heartbeats at most every 3 s and at least three per session.
+KAFKA_SESSION_TIMEOUT_MS = 30_000
+KAFKA_REBALANCE_TIMEOUT_MS = 60_000
 _FETCH_MAX_WAIT_MS = 20
 # Quirk 8: no long-poll wake-up. A Fetch also costs the broker time in proportion to the partition's
 # length, so shorter waits cost more broker CPU as the log grows: bench-e2e (60 s at 500 req/s)
@@ -70,8 +74,9 @@ def consumer_fetch_options(*, embedded: bool) -> dict[str, Any]:
     return {"fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS if embedded else 500}
 
 
-def consumer_group_options(*, embedded: bool) -> dict[str, Any]:
-    """aiokafka consumer-group timeouts; short ones on the embedded broker (quirks 5 and 8)."""
+def consumer_group_options(*, embedded: bool, session_timeout_ms: int = KAFKA_SESSION_TIMEOUT_MS) -> dict[str, Any]:
+    """aiokafka consumer-group timeouts; short fixed ones on the embedded broker (quirks 5 and 8), where
+    `session_timeout_ms` is ignored."""
     if embedded:
         return {
             "session_timeout_ms": EMBEDDED_SESSION_TIMEOUT_MS,
@@ -79,17 +84,18 @@ def consumer_group_options(*, embedded: bool) -> dict[str, Any]:
             "heartbeat_interval_ms": EMBEDDED_HEARTBEAT_MS,
             **consumer_fetch_options(embedded=True),
         }
-    return {"session_timeout_ms": 30_000, "rebalance_timeout_ms": 60_000, "heartbeat_interval_ms": 3_000,
-            **consumer_fetch_options(embedded=False)}
+    return {"session_timeout_ms": session_timeout_ms, "rebalance_timeout_ms": KAFKA_REBALANCE_TIMEOUT_MS,
+            "heartbeat_interval_ms": min(3_000, session_timeout_ms // 3), **consumer_fetch_options(embedded=False)}
 
 
-def faust_broker_options(*, embedded: bool, processing_guarantee: str = "at_least_once") -> dict[str, Any]:
+def faust_broker_options(*, embedded: bool, processing_guarantee: str = "at_least_once",
+                         session_timeout_ms: int = KAFKA_SESSION_TIMEOUT_MS) -> dict[str, Any]:
     """The same timeouts in Faust's setting names, plus the processing guarantee: never transactions on the
     embedded broker (quirk 1), exactly_once on Apache Kafka when asked for."""
     if embedded and processing_guarantee != "at_least_once":
         raise ValueError(f"processing_guarantee={processing_guarantee!r} needs Apache Kafka: the embedded broker "
                          "has no transactions (quirk 1)")
-    group = consumer_group_options(embedded=embedded)
+    group = consumer_group_options(embedded=embedded, session_timeout_ms=session_timeout_ms)
     return {
         "processing_guarantee": processing_guarantee,
         "broker_session_timeout": group["session_timeout_ms"] / 1000,
