@@ -71,7 +71,7 @@ async def run_paced(host: str, port: int, requests: list[bytes], connections: in
     return {
         "requests": len(requests), "seconds": elapsed, "rps": len(requests) / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000, "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "statuses": counts, "status_of": statuses, "done_at": done_at,
+        "statuses": counts, "status_of": statuses, "done_at": done_at, "began": began,
     }
 
 

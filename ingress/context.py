@@ -12,7 +12,7 @@ from ingress.rdkafka import ConfluentPublisher
 from ingress.registration import SchemaRegistration
 from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
 from ingress.verify.certs import default_roots
-from paystream.core.broker import producer_options
+from paystream.core.broker import producer_options, publish_linger_ms
 from paystream.core.settings import Settings
 from paystream.core.tracing import Tracer, setup_tracing
 from schemas.records import WebhookEnvelope
@@ -57,8 +57,10 @@ def build_context(
         client = ConfluentPublisher if settings.ingress_producer == "confluent" else Publisher
         publisher = client(
             settings.kafka_bootstrap,
-            producer_options={**producer_options(embedded=settings.uses_embedded_broker,
-                                                 linger_ms=settings.publish_linger_ms),
+            producer_options={**producer_options(
+                embedded=settings.uses_embedded_broker,
+                linger_ms=publish_linger_ms(embedded=settings.uses_embedded_broker,
+                                            configured=settings.publish_linger_ms)),
                               # every body under the 413 limit fits, and nothing larger than the broker stores
                               "max_request_size": settings.publish_max_request_size},
             timeout_s=settings.publish_timeout_s,

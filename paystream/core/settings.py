@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     # Ingress: publishing
     publish_timeout_s: float = Field(5.0, gt=0, description="broker ack bound before answering 503")
     retry_after_s: int = Field(5, ge=1)
-    publish_linger_ms: int = Field(1, ge=0, le=100, description="producer linger: concurrent requests share a "
-                                                                 "produce request (fewer syscalls, less CPU)")
+    publish_linger_ms: int | None = Field(None, ge=0, le=100, description="producer linger: concurrent requests "
+                                          "share a produce request (fewer syscalls, less CPU); unset = 1 on Apache "
+                                          "Kafka, 100 on the embedded broker (compat quirk 9)")
     ingress_producer: Literal["confluent", "aiokafka"] = Field(
         "confluent", description="the ingress's Kafka client: librdkafka (confluent-kafka) or aiokafka")
 

@@ -119,3 +119,11 @@ async def test_compat_consumer_is_a_plain_consumer_on_apache_kafka(
     finally:
         await consumer.stop()
     assert sorted(ends.values()) == [250, 250]
+
+
+def test_the_ingress_lingers_longer_only_on_the_embedded_broker() -> None:
+    """Quirk 9: 100 ms there, 1 ms on Apache Kafka; PAYSTREAM_PUBLISH_LINGER_MS, when set, wins on either."""
+    assert broker_compat.publish_linger_ms(embedded=False) == broker_compat.KAFKA_PUBLISH_LINGER_MS == 1
+    assert broker_compat.publish_linger_ms(embedded=True) == broker_compat.EMBEDDED_PUBLISH_LINGER_MS == 100
+    assert broker_compat.publish_linger_ms(embedded=True, configured=0) == 0
+    assert broker_compat.publish_linger_ms(embedded=False, configured=20) == 20

@@ -7,6 +7,7 @@ from paystream.core.broker.compat import (
     faust_broker_options,
     fetch_high_watermarks,
     producer_options,
+    publish_linger_ms,
 )
 from paystream.core.broker.incarnation import IncarnationMarker, fetch_cluster_id
 from paystream.core.broker.process import BrokerStartError, EmbeddedBroker, free_port, resolve_binary
@@ -23,5 +24,6 @@ __all__ = [
     "fetch_high_watermarks",
     "free_port",
     "producer_options",
+    "publish_linger_ms",
     "resolve_binary",
 ]

@@ -18,6 +18,10 @@ DESIGN.md lists seven; this module handles the client-side ones:
    on one topic: p50 132 ms at 500, 33 ms at 100, 7 ms at 20 -> a short
    `fetch_max_wait_ms` in `consumer_group_options` / `consumer_fetch_options`
    (sink, window feed). Not in Faust's worker consumer: see `streams/compat.py`.
+9. (found here) a Fetch lists every batch stored in the partition, so every produce request costs
+   every later fetch of that partition, and a long-running embedded broker slows down as its
+   history grows (bench/reports/embedded_fetch.md) -> the ingress lingers longer there, so
+   concurrent webhooks share a batch: `publish_linger_ms`.
 
 Quirks 4 (memory only) and 6 (auto-created topics) are handled in
 `incarnation.py` and `schemas.topics.ensure_topics`; quirk 7 in `streams/`.
@@ -40,6 +44,7 @@ __all__ = [
     "faust_broker_options",
     "fetch_high_watermarks",
     "producer_options",
+    "publish_linger_ms",
 ]
 
 log = logging.getLogger("paystream.broker.compat")
@@ -58,6 +63,11 @@ _FETCH_MAX_WAIT_MS = 20
 # measured p99 601 ms at 25, 379 ms at 50, 332 ms at 100 for every consumer incl. the worker (2.4 s with
 # the defaults; 934 ms with the sink and feed only, see streams/compat.py).
 EMBEDDED_FETCH_MAX_WAIT_MS = 100
+# Quirk 9: at 500 req/s, 1 ms made ~1.1 webhooks per raw-topic batch; 100 ms makes ~7. bench-e2e, five 60 s runs
+# at 500 req/s: raw-topic batches 143k -> 20k, broker CPU in the fifth run 176 -> 49 s, worst p99 2,848 -> 1,514 ms.
+# A 200 waits up to this long; providers allow seconds.
+EMBEDDED_PUBLISH_LINGER_MS = 100
+KAFKA_PUBLISH_LINGER_MS = 1
 
 
 def producer_options(*, embedded: bool, linger_ms: int = 0) -> dict[str, Any]:
@@ -67,6 +77,14 @@ def producer_options(*, embedded: bool, linger_ms: int = 0) -> dict[str, Any]:
         "enable_idempotence": not embedded,
         "linger_ms": linger_ms,
     }
+
+
+def publish_linger_ms(*, embedded: bool, configured: int | None = None) -> int:
+    """The ingress producer's linger: `PAYSTREAM_PUBLISH_LINGER_MS` when set, else longer on the embedded
+    broker (quirk 9) than on Apache Kafka, whose fetch finds an offset through its index."""
+    if configured is not None:
+        return configured
+    return EMBEDDED_PUBLISH_LINGER_MS if embedded else KAFKA_PUBLISH_LINGER_MS
 
 
 def consumer_fetch_options(*, embedded: bool) -> dict[str, Any]:
