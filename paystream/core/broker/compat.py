@@ -63,9 +63,10 @@ _FETCH_MAX_WAIT_MS = 20
 # measured p99 601 ms at 25, 379 ms at 50, 332 ms at 100 for every consumer incl. the worker (2.4 s with
 # the defaults; 934 ms with the sink and feed only, see streams/compat.py).
 EMBEDDED_FETCH_MAX_WAIT_MS = 100
-# Quirk 9: at 500 req/s, 1 ms made ~1.1 webhooks per raw-topic batch; 100 ms makes ~7. bench-e2e, five 60 s runs
-# at 500 req/s: raw-topic batches 143k -> 20k, broker CPU in the fifth run 176 -> 49 s, worst p99 2,848 -> 1,514 ms.
-# A 200 waits up to this long; providers allow seconds.
+# Quirk 9: bench/reports/e2e.md (2026-12-06, five 60 s runs at 500 req/s): 7.3 webhooks per raw-topic batch at
+# 100 ms on the embedded broker (21k batches), 1.0 at 1 ms on Apache Kafka (144k); the embedded broker's CPU in
+# run 5 was 50 s (176 s in the 2026-12-05 series at 1 ms) and its worst p99 872 ms (2,848). A 200 waits up to this
+# long; providers allow seconds.
 EMBEDDED_PUBLISH_LINGER_MS = 100
 KAFKA_PUBLISH_LINGER_MS = 1
 
