@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-faults check fuzz bench-ingress bench-streams bench-sink bench-e2e bench-embedded-fetch bench-recovery sbom docs image clean
+.PHONY: run test test-faults check fuzz bench-ingress bench-streams bench-sink bench-e2e bench-embedded-fetch bench-recovery bench-table-api sbom docs image clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paystream needs Python 3.11+")'
@@ -51,6 +51,9 @@ bench-e2e: $(STAMP)
 
 bench-embedded-fetch: $(STAMP)  ## why e2e latency grows on one long-running embedded broker
 	$(PY) bench/embedded_fetch.py
+
+bench-table-api: $(STAMP)  ## Faust's public table API against batched writes -> bench/reports/table_api.md
+	$(PY) bench/table_api.py
 
 bench-recovery: $(STAMP)  ## table recovery time for 1M keys -> bench/reports/recovery.md
 	$(PY) bench/recovery.py --report

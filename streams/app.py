@@ -16,7 +16,7 @@ import faust
 from mode import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
-from paystream.core.broker import faust_broker_options
+from paystream.core.broker import faust_broker_options, worker_fetch_max_wait_ms
 from paystream.core.settings import Settings
 from paystream.core.tracing import setup_tracing
 from schemas.registry import HttpSchemaRegistry
@@ -24,6 +24,7 @@ from schemas.serde import envelope_serde, payment_event_serde, payment_state_ser
 from streams.batches import batches, run_batch
 from streams.compat import install_embedded_broker_compat
 from streams.dlq import DeadLetters
+from streams.fetch_wait import use_worker_fetch_wait
 from streams.flow import use_keeping_flow_control
 from streams.metrics import WorkerMetrics
 from streams.ops import register_ops
@@ -78,6 +79,7 @@ def create_worker(settings: Settings) -> Worker:
     use_keeping_flow_control(app)  # before any stream exists: Faust's recovery would drop fetched records
     use_idempotent_producer(app, embedded=embedded)  # a retried batch is never stored twice on Apache Kafka
     use_snapshot_fetches(app)  # a fetch while Faust pauses partitions drops no record (`streams/rebalance.py`)
+    use_worker_fetch_wait(app, worker_fetch_max_wait_ms(embedded=embedded))  # not Faust's 1.5 s (`fetch_wait.py`)
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     schema_registry = HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None

@@ -8,6 +8,7 @@ from paystream.core.broker.compat import (
     fetch_high_watermarks,
     producer_options,
     publish_linger_ms,
+    worker_fetch_max_wait_ms,
 )
 from paystream.core.broker.incarnation import IncarnationMarker, fetch_cluster_id
 from paystream.core.broker.process import BrokerStartError, EmbeddedBroker, free_port, resolve_binary
@@ -26,4 +27,5 @@ __all__ = [
     "producer_options",
     "publish_linger_ms",
     "resolve_binary",
+    "worker_fetch_max_wait_ms",
 ]

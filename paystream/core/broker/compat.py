@@ -17,7 +17,7 @@ DESIGN.md lists seven; this module handles the client-side ones:
    fetch_max_wait_ms (aiokafka's default 500, Faust's hard-coded 1500). Measured
    on one topic: p50 132 ms at 500, 33 ms at 100, 7 ms at 20 -> a short
    `fetch_max_wait_ms` in `consumer_group_options` / `consumer_fetch_options`
-   (sink, window feed). Not in Faust's worker consumer: see `streams/compat.py`.
+   (sink, window feed) and `worker_fetch_max_wait_ms` (the Faust worker, `streams/fetch_wait.py`).
 9. (found here) a Fetch lists every batch stored in the partition, so every produce request costs
    every later fetch of that partition, and a long-running embedded broker slows down as its
    history grows (bench/reports/embedded_fetch.md) -> the ingress lingers longer there, so
@@ -45,6 +45,7 @@ __all__ = [
     "fetch_high_watermarks",
     "producer_options",
     "publish_linger_ms",
+    "worker_fetch_max_wait_ms",
 ]
 
 log = logging.getLogger("paystream.broker.compat")
@@ -69,6 +70,13 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 100
 # long; providers allow seconds.
 EMBEDDED_PUBLISH_LINGER_MS = 100
 KAFKA_PUBLISH_LINGER_MS = 1
+# Not a quirk: aiokafka leaves a partition whose fetched records are still buffered out of its next Fetch and
+# sends one Fetch per broker at a time. When every raw partition has records buffered, the worker's next Fetch
+# asks only for (empty) state-input partitions and Apache Kafka rightly holds it for the whole max wait; Faust
+# hard-codes 1,500 ms there, so end to end sat ~1.5 s behind for whole runs (the Apache-Kafka-only bench-e2e
+# series of 2026-12-06 02:49, quoted in the README: p50 1,328-1,508 ms in 3 of 5 runs; none in the 4 series since).
+# A short wait bounds that stall; an idle worker then sends 50 Fetches/s.
+KAFKA_WORKER_FETCH_MAX_WAIT_MS = 20
 
 
 def producer_options(*, embedded: bool, linger_ms: int = 0) -> dict[str, Any]:
@@ -86,6 +94,12 @@ def publish_linger_ms(*, embedded: bool, configured: int | None = None) -> int:
     if configured is not None:
         return configured
     return EMBEDDED_PUBLISH_LINGER_MS if embedded else KAFKA_PUBLISH_LINGER_MS
+
+
+def worker_fetch_max_wait_ms(*, embedded: bool) -> int:
+    """The Faust worker consumer's fetch wait (`streams/fetch_wait.py`): short on both brokers, for their own
+    reasons (quirk 8 on the embedded broker; a Fetch for only empty partitions on Apache Kafka)."""
+    return EMBEDDED_FETCH_MAX_WAIT_MS if embedded else KAFKA_WORKER_FETCH_MAX_WAIT_MS
 
 
 def consumer_fetch_options(*, embedded: bool) -> dict[str, Any]:
