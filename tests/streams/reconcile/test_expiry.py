@@ -8,6 +8,7 @@ from datetime import timedelta
 from schemas.records import LedgerEntry, PaymentEvent
 from streams.reconcile.expiry import Sweeper
 from streams.reconcile.windows import encode_batch
+from streams.sweep import SLICES_PER_ROUND
 from tests.streams.reconcile.day import event
 from tests.streams.reconcile.support import PLACEMENTS, Harness, MemoryStore, at, first
 
@@ -100,4 +101,26 @@ def test_the_sweeper_walks_every_key_in_slices_and_starts_over() -> None:
     assert seen == sorted(k for k in store.data[0] if k.startswith(b"w|"))
     assert sweeper.next_slice(store, 0, 25) == []  # not due yet
     assert len(sweeper.next_slice(store, 0, 30)) == 10  # round again from the first key
-    assert sweeper.next_slice(store, 1, 30) == []  # a partition with no keys
+    assert sweeper.next_slice(store, 1, 40) == []  # a partition with no keys
+
+
+def test_partitions_due_together_take_turns_instead_of_stalling_one_batch() -> None:
+    """Every partition falls due at the worker's first batch; one slice per `every_s / SLICES_PER_ROUND`."""
+    store = MemoryStore()
+    for partition in range(8):
+        store.data[partition] = {f"k{i}".encode(): b"" for i in range(5)}
+    sweeper = Sweeper(prefix=b"", every_s=32, slice_size=5)
+    gap = 32 / SLICES_PER_ROUND
+    first_batch = [partition for partition in range(8) if sweeper.next_slice(store, partition, 0.0)]
+    assert first_batch == [0]
+    swept_at: dict[int, float] = {0: 0.0}
+    now = 0.0
+    while len(swept_at) < 8:
+        now += gap
+        for partition in range(8):  # a batch asks for every partition it holds, as the agents do
+            if sweeper.next_slice(store, partition, now):
+                assert partition not in swept_at
+                swept_at[partition] = now
+    assert sorted(swept_at) == list(range(8))
+    assert now == 7 * gap < sweeper.every_s  # every partition still swept once per round
+    assert sweeper.next_slice(store, 0, now + gap) == []  # partition 0 is not due again before every_s
