@@ -79,6 +79,16 @@ def next_value(old, key):
     return b"%012d" % count + key.ljust(188, b".")
 
 
+def batch_writes(events, read):
+    """Per partition, each key's next value after this batch (read(partition, key) gives the stored one)."""
+    writes = {}
+    for event in events:
+        part = writes.setdefault(event.message.partition, {})
+        key = event.key
+        part[key] = next_value(part.get(key) or read(event.message.partition, key), key)
+    return writes
+
+
 if VARIANT == "public":
     table = app.Table("bench", key_type=bytes, value_type=bytes, partitions=P, options=TABLE_OPTIONS)
 
@@ -100,12 +110,7 @@ elif VARIANT == "internal":
     async def run(stream):
         async for events in stream.take_events(1000, within=0.05):
             started()
-            writes = {}
-            for event in events:
-                part = writes.setdefault(event.message.partition, {})
-                key = event.key
-                old = part.get(key) or table.get(event.message.partition, key)
-                part[key] = next_value(old, key)
+            writes = batch_writes(events, table.get)
             futures = []
             for partition, items in writes.items():
                 futures.extend(await table.write(partition, items))
@@ -134,12 +139,7 @@ else:
         await changelog.maybe_declare()
         async for events in stream.take_events(1000, within=0.05):
             started()
-            writes = {}
-            for event in events:
-                part = writes.setdefault(event.message.partition, {})
-                key = event.key
-                old = part.get(key) or db(event.message.partition).get(key)
-                part[key] = next_value(old, key)
+            writes = batch_writes(events, lambda partition, key: db(partition).get(key))
             futures = []
             for partition, items in writes.items():
                 batch = WriteBatch(raw_mode=True)
