@@ -189,7 +189,8 @@ async def series(port: int, db_path: Path, label: str, meter: CpuMeter) -> tuple
 
 
 # the topics a consumer fetches while the load runs: the worker reads raw, the sink events and state
-FETCHED_TOPICS = (TopicCatalog().raw, TopicCatalog().events, TopicCatalog().state)
+_CATALOG = TopicCatalog()
+FETCHED_TOPICS = (_CATALOG.raw, _CATALOG.events, _CATALOG.state)
 
 
 def process_log(kind: str, command: str) -> int | IO[bytes]:
@@ -198,7 +199,7 @@ def process_log(kind: str, command: str) -> int | IO[bytes]:
     if not folder:
         return subprocess.DEVNULL
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return open(Path(folder) / f"{kind}-{command}.log", "ab")  # the child keeps it open
+    return open(Path(folder) / f"{kind}-{command}.log", "ab")  # the caller closes it once the child has it
 
 
 def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str, Stored]]:
@@ -225,6 +226,8 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str,
                 out = process_log(kind, command)
                 processes.append(subprocess.Popen([*cli, command], env=env, stdout=out, stderr=subprocess.STDOUT,
                                                   preexec_fn=die_with_parent))  # noqa: PLW1509 - only prctl
+                if not isinstance(out, int):
+                    out.close()  # the child has its own copy
                 wait_ready(ready)
             meter = CpuMeter({"broker": started.pid, **{name: process.pid for name, process in
                                                           zip(PIPELINE, processes, strict=True)}})

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
+from bench.faust_app import run_faust_app
 from bench.machine import write_report
 from paystream.core.broker import free_port, producer_options
 from paystream.dev.scenarios import scenario
@@ -45,7 +46,6 @@ N = int(os.environ.get("BENCH_EVENTS", "50000"))
 DEDUP_KEYS = int(os.environ.get("BENCH_DEDUP_KEYS", "1000000"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
 RUNS = int(os.environ.get("BENCH_RUNS", "2"))
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def envelopes(count: int, seed: int = 1) -> list[WebhookEnvelope]:
@@ -131,23 +131,9 @@ async def forward(stream):
 
 
 def faust_forward(bootstrap: str, source: str, target: str, count: int, embedded: bool) -> float:
-    folder = Path(tempfile.mkdtemp())
-    (folder / "forward_app.py").write_text(FORWARD_APP)
-    out = folder / "result"
-    env = {**os.environ, "BS": bootstrap, "SRC": source, "DST": target, "N": str(count), "OUT": str(out),
-           "RUN": str(time.time_ns()), "PYTHONPATH": f"{folder}:{ROOT}", "EMBEDDED": str(embedded).lower()}
-    process = subprocess.Popen([sys.executable, "-m", "faust", "-A", "forward_app", "worker", "-l", "warn",
-                                "--without-web"], env=env, cwd=folder, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 600
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        return float(out.read_text())
-    finally:
-        process.terminate()
-        process.wait(30)
-        shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "BS": bootstrap, "SRC": source, "DST": target, "N": str(count), "RUN": str(time.time_ns()),
+           "EMBEDDED": str(embedded).lower()}
+    return float(run_faust_app(FORWARD_APP, env))
 
 
 def cpu_s(pid: int) -> float:

@@ -23,18 +23,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
+from bench.faust_app import run_faust_app
 from bench.machine import write_report
-from bench.streams import ROOT
 from paystream.core.broker import producer_options
 
 N = int(os.environ.get("BENCH_EVENTS", "20000"))
@@ -184,32 +181,10 @@ def one_run(bootstrap: str, variant: str, embedded: bool, run: str) -> dict[str,
     source = f"bench-table-src-{run}"
     asyncio.run(create_topic(bootstrap, source))
     asyncio.run(publish(bootstrap, source, embedded))
-    folder = Path(tempfile.mkdtemp(prefix="bench-table-"))
-    (folder / "table_app.py").write_text(APP)
-    out = folder / "result.json"
-    env = {**os.environ, "BS": bootstrap, "SRC": source, "N": str(N), "P": str(PARTITIONS), "OUT": str(out),
-           "RUN": run, "VARIANT": variant, "DATA": str(folder / "data"), "PYTHONPATH": f"{folder}:{ROOT}",
-           "EMBEDDED": str(embedded).lower()}
-    process = subprocess.Popen([sys.executable, "-m", "faust", "-A", "table_app", "worker", "-l", "warn",
-                                "--without-web"], env=env, cwd=folder, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while not out.exists() and time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{variant} worker exited with {process.returncode}")
-            time.sleep(0.2)
-        time.sleep(0.2)  # the result file is written in one call; let it close
-        result: dict[str, float] = json.loads(out.read_text())
-        return result
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "BS": bootstrap, "SRC": source, "N": str(N), "P": str(PARTITIONS), "RUN": run,
+           "VARIANT": variant, "EMBEDDED": str(embedded).lower()}
+    result: dict[str, float] = json.loads(run_faust_app(APP, env, timeout_s=TIMEOUT_S))
+    return result
 
 
 def measure(kind: str) -> dict[str, list[dict[str, float]]]:
