@@ -64,17 +64,17 @@ _FETCH_MAX_WAIT_MS = 20
 # measured p99 601 ms at 25, 379 ms at 50, 332 ms at 100 for every consumer incl. the worker (2.4 s with
 # the defaults; 934 ms with the sink and feed only, see streams/compat.py).
 EMBEDDED_FETCH_MAX_WAIT_MS = 100
-# Quirk 9: bench/reports/e2e.md (2026-12-06, five 60 s runs at 500 req/s): 7.3 webhooks per raw-topic batch at
-# 100 ms on the embedded broker (21k batches), 1.0 at 1 ms on Apache Kafka (144k); the embedded broker's CPU in
-# run 5 was 50 s (176 s in the 2026-12-05 series at 1 ms) and its worst p99 872 ms (2,848). A 200 waits up to this
-# long; providers allow seconds.
+# Quirk 9: bench/reports/e2e.md (2026-12-06 04:06, five 60 s runs at 500 req/s): 7.3 webhooks per raw-topic batch
+# at 100 ms on the embedded broker (21k batches), 1.0 at 1 ms on Apache Kafka (144k); the embedded broker's CPU in
+# run 5 was 51 s (176 s in the 2026-12-05 series at 1 ms, e2e.md as of 6df0458) and its worst p99 937 ms (2,848).
+# A 200 waits up to this long; providers allow seconds.
 EMBEDDED_PUBLISH_LINGER_MS = 100
 KAFKA_PUBLISH_LINGER_MS = 1
 # Not a quirk: aiokafka leaves a partition whose fetched records are still buffered out of its next Fetch and
 # sends one Fetch per broker at a time. When every raw partition has records buffered, the worker's next Fetch
 # asks only for (empty) state-input partitions and Apache Kafka rightly holds it for the whole max wait; Faust
 # hard-codes 1,500 ms there, so end to end sat ~1.5 s behind for whole runs (the Apache-Kafka-only bench-e2e
-# series of 2026-12-06 02:49, quoted in the README: p50 1,328-1,508 ms in 3 of 5 runs; none in the 4 series since).
+# series of 2026-12-06 02:49, quoted in the README: p50 1,328-1,508 ms in 3 of 5 runs; none in the series since).
 # A short wait bounds that stall; an idle worker then sends 50 Fetches/s.
 KAFKA_WORKER_FETCH_MAX_WAIT_MS = 20
 
