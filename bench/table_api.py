@@ -1,15 +1,17 @@
 """`make bench-table-api`: what keeping table state through Faust's public API would cost (issue 16).
 
 The worker keeps its tables (dedup, payment state, reconciliation) in RocksDB with a changelog, and
-writes them in batches through Faust's store internals (`streams/partitioned.py`). Issue 16 asks to drop
-the internals and to choose *by measurement* between Faust's public table API and a store the worker
-owns (RocksDB + its own compacted changelog on the producer). This measures the three on the same
-records, broker and machine, each as its own Faust worker process on fresh topics:
+writes them in batches (`streams/partitioned.py`). Issue 16 asked to drop Faust's store internals and to
+choose *by measurement* between Faust's public table API and a store the worker owns (RocksDB + its own
+compacted changelog on the producer); the choice made is in docs/architecture.md ("Table state").
+This measures the three on the same records, broker and machine, each as its own Faust worker process
+on fresh topics:
 
 - `public`: Faust's public API, one event at a time (`table.get(key)`, `table[key] = value`): a
   table write needs the current event (it picks the changelog partition), so no batching;
-- `internal`: what the worker does today, `take_events` batches read and written through
-  `PartitionedTable` (Faust's `_db_for_partition`), changelog records sent per batch;
+- `internal`: what the worker does, `take_events` batches read and written through `PartitionedTable`,
+  changelog records sent per batch (until 2026-12-06 into Faust's RocksDB driver through its private
+  `_db_for_partition`; since then into the worker's own store, `streams/store.py`, plugged into Faust);
 - `owned`: the same batches against RocksDB databases the app opens itself (one per partition) and
   a compacted changelog topic it declares itself: no Faust table at all.
 
@@ -46,7 +48,12 @@ import asyncio, json, os, time
 import faust
 from paystream.core.broker.compat import faust_broker_options
 from streams.compat import install_embedded_broker_compat
-from streams.partitioned import TABLE_OPTIONS, PartitionedTable
+from streams.partitioned import PartitionedTable
+from streams.store import STORE_URL, WRITE_BUFFER_BYTES, WRITE_BUFFERS, TARGET_FILE_BYTES, BLOCK_CACHE_BYTES
+# Faust's own RocksDB driver (the public variant), sized as the worker's store sizes its databases
+FAUST_SIZES = {"driver": "rocksdict", "write_buffer_size": WRITE_BUFFER_BYTES, "max_write_buffer_number": WRITE_BUFFERS,
+               "target_file_size_base": TARGET_FILE_BYTES, "block_cache_size": BLOCK_CACHE_BYTES,
+               "block_cache_compressed_size": 0}
 
 EMBEDDED = os.environ["EMBEDDED"] == "true"
 if EMBEDDED:
@@ -87,7 +94,7 @@ def batch_writes(events, read):
 
 
 if VARIANT == "public":
-    table = app.Table("bench", key_type=bytes, value_type=bytes, partitions=P, options=TABLE_OPTIONS)
+    table = app.Table("bench", key_type=bytes, value_type=bytes, partitions=P, options=FAUST_SIZES)
 
     @app.agent(source)
     async def run(stream):
@@ -101,7 +108,7 @@ if VARIANT == "public":
 
 elif VARIANT == "internal":
     table = PartitionedTable(app, app.Table("bench", key_type=bytes, value_type=bytes, partitions=P,
-                                            options=TABLE_OPTIONS))
+                                            store=STORE_URL))
 
     @app.agent(source)
     async def run(stream):
@@ -224,8 +231,9 @@ def main() -> None:
 {N:,} records ({KEYS:,} keys, ~150-byte values) on {PARTITIONS} partitions, one Faust worker process per run
 on a fresh topic set; each event reads its key's ~200-byte value and writes the next one (dedup-like), and
 the clock stops when every changelog record is acknowledged. Variants (see `bench/table_api.py`):
-`public` = Faust's `table.get` / `table[key] = value` per event; `internal` = today's worker path,
-`take_events` batches through `PartitionedTable` (Faust's store internals); `owned` = the same batches
+`public` = Faust's `table.get` / `table[key] = value` per event; `internal` = the worker's path,
+`take_events` batches through `PartitionedTable` into the worker's own store (`streams/store.py`, Faust's
+store internals before 2026-12-06); `owned` = the same batches
 against RocksDB the app opens itself and a changelog topic it declares itself (no Faust table). Each cell is
 the worst of {RUNS} interleaved runs (lowest events/s, highest CPU per event), same broker, same invocation.
 

@@ -28,12 +28,13 @@ from streams.fetch_wait import use_worker_fetch_wait
 from streams.flow import use_keeping_flow_control
 from streams.metrics import WorkerMetrics
 from streams.ops import register_ops
-from streams.partitioned import TABLE_OPTIONS, PartitionedTable
+from streams.partitioned import PartitionedTable
 from streams.pipeline import Pipeline
 from streams.producer import use_idempotent_producer
 from streams.rebalance import OrderedTableManager, use_snapshot_fetches
 from streams.reconcile import register_reconciliation
 from streams.reconcile.views import register_disabled_reconciliation_views, register_reconciliation_views
+from streams.store import STORE_URL
 from streams.views import protected, register_views
 from streams.worker import Worker
 
@@ -58,7 +59,7 @@ def create_worker(settings: Settings) -> Worker:
     app = faust.App(
         app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="rocksdb://",
+        store=STORE_URL,  # the worker's own RocksDB store (`streams/store.py`)
         datadir=str(worker_datadir(settings)),
         key_serializer="raw",
         value_serializer="raw",
@@ -92,10 +93,8 @@ def create_worker(settings: Settings) -> Worker:
     # One agent reads both: the only writer of the payment-state table (`streams/pipeline.py`)
     inputs = app.topic(catalog.raw, catalog.state_input, key_type=bytes, value_type=bytes,
                        partitions=settings.partitions)
-    dedup_table = app.Table("dedup", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                            options=TABLE_OPTIONS)
-    state_table = app.Table("payment-state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                            options=TABLE_OPTIONS)
+    dedup_table = app.Table("dedup", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    state_table = app.Table("payment-state", key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dead_letters = DeadLetters(app, catalog.dlq, metrics=metrics)
     pipeline = Pipeline(
         app,

@@ -1,13 +1,12 @@
-"""Direct, batched access to a Faust table's RocksDB partitions and changelog.
+"""Batched reads and writes of a table's partitions, and their changelog records.
 
-Faust's `table[key] = value` sends one changelog record through its send-soon
-buffer per write (measured ~160 µs each, more than all the other work per event)
-and needs the current event in context. The agents here process whole batches,
-so they read and write the partition's RocksDB directly, send the changelog
-records through the producer's normal batching path, and record the persisted
-changelog offset once per partition when the broker acknowledged — the same
-bookkeeping Faust does, without the per-key cost. Recovery and standbys are
-untouched: they read the changelog exactly as for any Faust table.
+Faust's `table[key] = value` sends one changelog record through its send-soon buffer per write
+(measured ~160 µs each, more than all the other work per event) and needs the current event in
+context. The agents here process whole batches, so they read and write the partition's database in
+the worker's own store (`streams.store.WorkerStore`) directly, send the changelog records through the
+producer's normal batching path, and record the changelog offset once per partition when the broker
+acknowledged. Recovery and standbys are Faust's: they replay the changelog into the same store
+through Faust's store interface.
 
 Two rules keep the changelog and the local copy saying the same thing:
 - `owned_partitions()` is empty while a rebalance is under way and until Faust has
@@ -25,21 +24,9 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-from faust.types import TP
+from streams.store import WorkerStore
 
-__all__ = ["TABLE_OPTIONS", "PartitionedTable"]
-
-# Faust's RocksDB defaults are sized for one big table: a 2 GiB block cache and three 64 MiB
-# memtables per partition database. A worker has four tables times N partitions of small values, so
-# those defaults grew a worker to ~1 GB with 1M dedup keys. These bound each database at a few MiB.
-TABLE_OPTIONS: dict[str, object] = {
-    "driver": "rocksdict",
-    "write_buffer_size": 2 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "target_file_size_base": 8 * 1024 * 1024,
-    "block_cache_size": 2 * 1024 * 1024,
-    "block_cache_compressed_size": 0,
-}
+__all__ = ["PartitionedTable"]
 
 
 class PartitionedTable:
@@ -48,6 +35,13 @@ class PartitionedTable:
     def __init__(self, app: Any, table: Any) -> None:
         self._app = app
         self.table = table
+
+    @property
+    def store(self) -> WorkerStore:
+        data = self.table.data
+        if not isinstance(data, WorkerStore):
+            raise TypeError(f"table {self.table.name!r} must keep its data in the worker's store (streams.store)")
+        return data
 
     @property
     def changelog_topic(self) -> str:
@@ -65,11 +59,8 @@ class PartitionedTable:
         topic = self.changelog_topic
         return frozenset(tp.partition for tp in self._app.assignor.assigned_actives() if tp.topic == topic)
 
-    def _db(self, partition: int) -> Any:
-        return self.table.data._db_for_partition(partition)
-
     def get(self, partition: int, key: bytes) -> bytes | None:
-        value: bytes | None = self._db(partition).get(key)
+        value: bytes | None = self.store.db(partition).get(key)
         return value
 
     def write_local(self, partition: int, items: dict[bytes, bytes | None]) -> None:
@@ -78,17 +69,7 @@ class PartitionedTable:
         Synchronous on purpose: callers read, decide and write without an `await` in between,
         so no other agent on the event loop can interleave a read-modify-write.
         """
-        if not items:
-            return
-        from rocksdict import WriteBatch
-
-        batch = WriteBatch(raw_mode=True)
-        for key, value in items.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db(partition).write(batch)
+        self.store.write(partition, items)
 
     async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[asyncio.Future[Any]]:
         """`write_local` then `send_changelog`."""
@@ -109,36 +90,22 @@ class PartitionedTable:
     def _on_acked(self, partition: int, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
             return  # not persisted: recovery will read the changelog from the previous offset
-        offset = future.result().offset
-        tp = TP(self.changelog_topic, partition)
-        previous = self.table.data.persisted_offset(tp)
-        if previous is None or offset > previous:
-            self.table.data.set_persisted_offset(tp, offset)
+        self.store.advance_offset(partition, future.result().offset)
 
     def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) of one local partition, excluding Faust's own bookkeeping key."""
-        offset_key = self.table.data.offset_key
-        for key, value in self._db(partition).items():
-            if key != offset_key:
-                yield key, value
+        """Every (key, value) of one local partition, excluding the store's changelog-offset mark."""
+        return self.store.scan(partition)
 
     def scan_prefix(self, partition: int, prefix: bytes, start: bytes | None = None
                     ) -> Iterator[tuple[bytes, bytes]]:
         """Keys starting with `prefix` (from `start` on, when given), in key order (RocksDB iterates sorted)."""
-        offset_key = self.table.data.offset_key
-        for key, value in self._db(partition).items(from_key=max(prefix, start or prefix)):
-            if key == offset_key:
-                continue  # Faust's own bookkeeping, not ours
+        for key, value in self.store.scan(partition, from_key=max(prefix, start or prefix)):
             if not key.startswith(prefix):
                 break
             yield key, value
 
     def partitions(self) -> list[int]:
-        return sorted(self.table.data._dbs)
+        return self.store.partitions()
 
     def estimated_keys(self) -> int:
-        total = 0
-        for partition in self.partitions():
-            count = self._db(partition).property_int_value("rocksdb.estimate-num-keys")
-            total += int(count or 0)
-        return total
+        return sum(self.store.estimated_keys(partition) for partition in self.partitions())

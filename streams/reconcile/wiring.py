@@ -23,7 +23,6 @@ from paystream.core.broker import consumer_fetch_options
 from schemas.registry import HttpSchemaRegistry
 from schemas.serde import ledger_serde, reconciliation_serde
 from streams.batches import batches, run_batch
-from streams.partitioned import TABLE_OPTIONS
 from streams.reconcile.aggregate import ReconcileMetrics, WindowAggregator
 from streams.reconcile.feed import WindowFeed
 from streams.reconcile.join import PaymentJoin
@@ -70,10 +69,8 @@ def register(worker: Worker) -> Reconciliation:
     placements_name = f"{app.conf.id}-reconcile-placements"
     inputs = app.topic(catalog.events, catalog.ledger, key_type=bytes, value_type=bytes)
     placements = app.topic(placements_name, key_type=bytes, value_type=bytes, partitions=partitions, internal=True)
-    join_table = app.Table("reconcile-payments", key_type=bytes, value_type=bytes, partitions=partitions,
-                           options=TABLE_OPTIONS)
-    window_table = app.Table("reconcile-windows", key_type=bytes, value_type=bytes, partitions=partitions,
-                             options=TABLE_OPTIONS)
+    join_table = app.Table("reconcile-payments", key_type=bytes, value_type=bytes, partitions=partitions)
+    window_table = app.Table("reconcile-windows", key_type=bytes, value_type=bytes, partitions=partitions)
     dead_letters = worker.pipeline.dead_letters
 
     def producer() -> Any:
