@@ -40,7 +40,7 @@ N = int(os.environ.get("BENCH_EVENTS", "20000"))
 KEYS = int(os.environ.get("BENCH_KEYS", "5000"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-VARIANTS = ("public", "internal", "owned")
+VARIANTS = tuple(os.environ.get("BENCH_VARIANTS", "public,internal,owned").split(","))
 TIMEOUT_S = 600
 
 APP = '''
@@ -59,7 +59,8 @@ EMBEDDED = os.environ["EMBEDDED"] == "true"
 if EMBEDDED:
     install_embedded_broker_compat()
 VARIANT, N, P = os.environ["VARIANT"], int(os.environ["N"]), int(os.environ["P"])
-app = faust.App("bench-table-%s" % os.environ["RUN"], broker="kafka://" + os.environ["BS"], store="rocksdb://",
+app = faust.App("bench-table-%s" % os.environ["RUN"], broker="kafka://" + os.environ["BS"],
+                store=STORE_URL if VARIANT == "internal" else "rocksdb://",
                 datadir=os.environ["DATA"], key_serializer="raw", value_serializer="raw", web_enabled=False,
                 consumer_auto_offset_reset="earliest", producer_linger=0.001, topic_partitions=P,
                 table_standby_replicas=0, **faust_broker_options(embedded=EMBEDDED))
@@ -107,8 +108,7 @@ if VARIANT == "public":
                 finish()
 
 elif VARIANT == "internal":
-    table = PartitionedTable(app, app.Table("bench", key_type=bytes, value_type=bytes, partitions=P,
-                                            store=STORE_URL))
+    table = PartitionedTable(app, app.Table("bench", key_type=bytes, value_type=bytes, partitions=P))
 
     @app.agent(source)
     async def run(stream):
