@@ -3,7 +3,8 @@
 The whole pipeline runs natively as in `make run` (one ingress, one worker, the SQLite sink), once on
 the embedded broker and once on Apache Kafka (`bench/brokers.py`). On each, `BENCH_RUNS` (default 5)
 back-to-back runs of `BENCH_SECONDS` (default 60) at `BENCH_RATE` (default 500) req/s, every run
-reported. The load generator (bench/loadgen.py, its own process) posts signed Stripe
+reported; `BENCH_PARTITIONS` overrides the topics' partitions (its report gets its own file). The load
+generator (bench/loadgen.py, its own process) posts signed Stripe
 `payment_intent.succeeded` events for new payments open-loop and notes when each 200 arrives; this
 process only polls new rows from the sink's SQLite file every 10 ms (by rowid, so each poll is cheap)
 and notes when each payment's row appears. Both use the machine's monotonic clock.
@@ -44,6 +45,8 @@ from schemas.topics import TopicCatalog
 RATE = float(os.environ.get("BENCH_RATE", "500"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+PARTITIONS = os.environ.get("BENCH_PARTITIONS", "")
+"""Partitions of every topic; empty = the setting's default, as `make run` has it."""
 TARGET_P99_S = 0.5
 DRAIN_S = 30.0
 SECRET = "whsec_bench_e2e"
@@ -216,7 +219,8 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str,
                "PAYSTREAM_INGRESS_PORT": str(ingress_port), "PAYSTREAM_WORKER_PORT": str(worker_port),
                "PAYSTREAM_SINK_METRICS_PORT": str(sink_port),
                "PAYSTREAM_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-               "PAYSTREAM_STREAM_BATCH_MS": "20", "PAYSTREAM_SINK_BATCH_MS": "50"}
+               "PAYSTREAM_STREAM_BATCH_MS": "20", "PAYSTREAM_SINK_BATCH_MS": "50",
+               **({"PAYSTREAM_PARTITIONS": PARTITIONS} if PARTITIONS else {})}
         cli = [sys.executable, "-m", "paystream"]
         try:
             subprocess.run([*cli, "sink", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -293,8 +297,10 @@ def main() -> None:
     print("\n".join(verdicts))
     # a series on one broker only (BENCH_BROKERS) gets its own report: e2e.md compares both in one invocation
     name = "e2e" if set(kinds) == set(brokers.LABELS) else "e2e-" + "-".join(kinds)
+    name += f"-{PARTITIONS}-partitions" if PARTITIONS else ""
     path = write_report(name, "End-to-end latency (`make bench-e2e`)", f"""
-The pipeline as `make run` starts it (one ingress, one worker, the SQLite sink), on each broker in turn in the
+The pipeline as `make run` starts it (one ingress, one worker, the SQLite sink, {PARTITIONS or _CATALOG.partitions}
+partitions per topic{"" if not PARTITIONS else ": BENCH_PARTITIONS"}), on each broker in turn in the
 same invocation with the same parameters: the embedded broker, then Apache Kafka 4.1 (one KRaft node,
 `PAYSTREAM_EMBEDDED_BROKER=false`: idempotent producers, Faust's defaults). Everything shares this machine's
 2 cores with the load generator (`bench/loadgen.py`, its own process, open loop: request i is due at
