@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -86,6 +87,32 @@ def _fingerprint(parsed: Schema) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """What a serde needs from its schema files: parsed, fingerprinted and compiled once per record type."""
+
+    raw_schema: dict[str, Any]
+    schema: Schema
+    fingerprint: bytes
+    previous: dict[bytes, Schema]
+    encode: Any
+    decode: Any
+
+
+@cache
+def _compiled(avro_name: str) -> _Compiled:
+    """Parsing, fingerprinting (CRC-64 in pure Python) and compiling cost milliseconds: done once per record
+    type, so code that builds a serde per call (tools, tests) does not pay them per record."""
+    raw_schema = load_schema(avro_name)
+    schema = fastavro.parse_schema(raw_schema)
+    previous: dict[bytes, Schema] = {}
+    for raw in previous_schemas(avro_name):
+        parsed = fastavro.parse_schema(raw)
+        previous[_fingerprint(parsed)] = previous[_fingerprint(parsed)[::-1]] = parsed
+    return _Compiled(raw_schema, schema, _fingerprint(schema), previous, compile_encoder(schema),
+                     compile_decoder(schema))
+
+
 class AvroSerde(Generic[R]):
     """Encodes and decodes one record type; one instance per topic is enough."""
 
@@ -96,22 +123,20 @@ class AvroSerde(Generic[R]):
         registry: SchemaRegistry | None = None,
         subject: str | None = None,
     ) -> None:
+        compiled = _compiled(record_type.AVRO_NAME)
         self.record_type = record_type
-        self.raw_schema = load_schema(record_type.AVRO_NAME)
-        self.schema = fastavro.parse_schema(self.raw_schema)
-        self.fingerprint = _fingerprint(self.schema)
+        self.raw_schema = compiled.raw_schema
+        self.schema = compiled.schema
+        self.fingerprint = compiled.fingerprint
         self._legacy_fingerprint = self.fingerprint[::-1]  # the pre-issue-14 (reversed) header
         self._registry = registry
         self._subject = subject
         self._schema_id: int | None = None
         self._writers_by_id: dict[int, Schema] = {}
-        self._previous: dict[bytes, Schema] = {}
-        for raw in previous_schemas(record_type.AVRO_NAME):
-            parsed = fastavro.parse_schema(raw)
-            self._previous[_fingerprint(parsed)] = self._previous[_fingerprint(parsed)[::-1]] = parsed
+        self._previous = compiled.previous
         self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
-        self._encode = compile_encoder(self.schema)
-        self._decode = compile_decoder(self.schema)
+        self._encode = compiled.encode
+        self._decode = compiled.decode
 
     def _ensure_registered(self) -> bytes:
         if self._schema_id is None:

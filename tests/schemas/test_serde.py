@@ -216,3 +216,22 @@ def test_records_of_the_previous_schema_version_still_decode(header_order: str) 
             assert decoded.history[0].parts == [] and decoded.history[0].related_ids == {}
         else:
             assert decoded.parts == [] and decoded.related_ids == {"refund": "re_1"}
+
+
+def test_a_serde_per_call_parses_and_fingerprints_its_schema_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tools and checks build a serde per record; the schema work (pure-Python CRC-64 included) must not
+    be repeated for each, and every such serde still reads the others' records."""
+    import schemas.serde as serde_module
+
+    parsed: list[Any] = []
+    real_parse = serde_module.fastavro.parse_schema
+    monkeypatch.setattr(serde_module.fastavro, "parse_schema", lambda raw: parsed.append(raw) or real_parse(raw))
+    serde_module._compiled.cache_clear()
+    try:
+        data = envelope_serde().encode(envelope())
+        decoded = [envelope_serde().decode(data) for _ in range(50)]
+    finally:
+        serde_module._compiled.cache_clear()
+    assert {d.provider_event_id for d in decoded} == {"evt_1"}
+    previous = len(serde_module.previous_schemas(WebhookEnvelope.AVRO_NAME))
+    assert len(parsed) == 1 + previous, "each serde parsed its schema again"
