@@ -36,7 +36,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict
 
 from schemas.topics import partition_for
 
@@ -51,6 +51,7 @@ from streams.normalize import normalize
 from streams.reconcile.aggregate import WindowAggregator
 from streams.reconcile.join import PaymentJoin
 from streams.reconcile.model import WindowSpec
+from streams.store import write_batch
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -111,13 +112,7 @@ class RocksStore:
         return value
 
     async def write(self, partition: int, items: dict[bytes, bytes | None]) -> list[Any]:
-        batch = WriteBatch(raw_mode=True)
-        for key, value in items.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self.db(partition).write(batch)
+        self.db(partition).write(write_batch(items))
         return [await self.sender.producer.send(self.changelog, value, key=key, partition=partition)
                 for key, value in items.items()]
 

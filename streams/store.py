@@ -27,7 +27,7 @@ from faust.stores.base import Store
 from faust.types import TP
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-__all__ = ["CHANGELOG_OFFSET_KEY", "STORE_URL", "WorkerStore"]
+__all__ = ["CHANGELOG_OFFSET_KEY", "STORE_URL", "WorkerStore", "write_batch"]
 
 STORE_URL = "paystream://"
 """The app's `store` setting: Faust builds a `WorkerStore` for every table."""
@@ -95,7 +95,7 @@ class WorkerStore(Store[bytes, bytes]):
     def write(self, partition: int, items: Mapping[bytes, bytes | None]) -> None:
         """Apply `items` (None deletes) in one RocksDB write batch."""
         if items:
-            self.db(partition).write(_write_batch(items))
+            self.db(partition).write(write_batch(items))
 
     def scan(self, partition: int, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """The partition's entries in key order (from `from_key` on), without the offset mark."""
@@ -138,7 +138,7 @@ class WorkerStore(Store[bytes, bytes]):
             offsets[message.partition] = max(message.offset, offsets.get(message.partition, -1))
         for partition, writes in items.items():
             writes[CHANGELOG_OFFSET_KEY] = _OFFSET.pack(offsets[partition])
-            self.db(partition).write(_write_batch(writes))
+            self.db(partition).write(write_batch(writes))
 
     def reset_state(self) -> None:
         """Forget every local partition of this table (the changelog in Kafka is untouched)."""
@@ -205,7 +205,8 @@ class WorkerStore(Store[bytes, bytes]):
             db.close()
 
 
-def _write_batch(items: Mapping[bytes, bytes | None]) -> WriteBatch:
+def write_batch(items: Mapping[bytes, bytes | None]) -> WriteBatch:
+    """One RocksDB write batch: a value puts the key, None deletes it."""
     batch = WriteBatch(raw_mode=True)
     for key, value in items.items():
         if value is None:
