@@ -108,7 +108,8 @@ def _compiled(avro_name: str) -> _Compiled:
     previous: dict[bytes, Schema] = {}
     for raw in previous_schemas(avro_name):
         parsed = fastavro.parse_schema(raw)
-        previous[_fingerprint(parsed)] = previous[_fingerprint(parsed)[::-1]] = parsed
+        found = _fingerprint(parsed)
+        previous[found] = previous[found[::-1]] = parsed  # either header byte order (pre-issue-14 was reversed)
     return _Compiled(raw_schema, schema, _fingerprint(schema), previous, compile_encoder(schema),
                      compile_decoder(schema))
 
