@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from aiokafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
 from bench.cpu import CpuMeter
+from bench.hops import end_offsets, read_stamps
 from bench.machine import write_report
 from bench.stored_batches import Stored, count_stored_batches
 from paystream.core.broker import free_port
@@ -46,6 +48,11 @@ RATE = float(os.environ.get("BENCH_RATE", "500"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 PARTITIONS = os.environ.get("BENCH_PARTITIONS", "")
+SETTINGS = dict(item.split("=", 1) for item in os.environ.get("BENCH_SETTINGS", "").split() if "=" in item)
+"""Extra pipeline settings for an experiment, e.g. `BENCH_SETTINGS="PAYSTREAM_RECONCILIATION=false"`; the report
+names them."""
+HOPS = os.environ.get("BENCH_HOPS", "") == "1"
+"""Split each run's end to end into the worker and the sink hop (`bench/hops.py`); off by default."""
 """Partitions of every topic; empty = the setting's default, as `make run` has it."""
 TARGET_P99_S = 0.5
 DRAIN_S = 30.0
@@ -103,8 +110,9 @@ async def first_row(port: int, db_path: Path) -> float:
     return time.monotonic() - accepted
 
 
-async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter) -> dict[str, float]:
-    """One run: the load generator in its own process (open loop at RATE); this process only polls the table."""
+async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter, broker: tuple[str, bool]) -> dict[str, float]:
+    """One run: the load generator in its own process (open loop at RATE); this process only polls the table.
+    `broker` (bootstrap, embedded) is read after the run when BENCH_HOPS is set."""
     count = int(RATE * SECONDS)
     now = int(time.time())
     deliveries: list[Delivery] = [
@@ -134,6 +142,8 @@ async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter) -> dict[st
         finally:
             connection.close()
 
+    hop_start = (await end_offsets(broker[0], embedded=broker[1], topics=(_CATALOG.raw, _CATALOG.state))
+                 if HOPS else {})
     poller = asyncio.create_task(poll())
     cpu_before, loadgen_before, self_before = meter.sample(), _children_cpu_s(), _self_cpu_s()
     loadgen = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen", cwd=ROOT,
@@ -154,7 +164,9 @@ async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter) -> dict[st
     p99 = percentile(latencies, 0.99)
     # when in the run the slowest 1 % was due: one stall shows as a narrow span, a slow run as the whole run
     slow_at = [due[p] - load["began"] for p in acked if p in seen and seen[p] - acked[p] >= p99] or [0.0]
+    hops = await hop_split(broker, hop_start, seen, slow={p for p in acked if p in seen and seen[p] - acked[p] >= p99})
     return {
+        **hops,
         "requests": count, "accepted": len(acked), "achieved_rate": load["rps"],
         "rows_seen": sum(p in seen for p in acked), "p50_s": percentile(latencies, 0.5),
         "p90_s": percentile(latencies, 0.9), "p99_s": p99, "max_s": max(latencies),
@@ -163,6 +175,35 @@ async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter) -> dict[st
         "load_1m": os.getloadavg()[0],
         **{f"cpu {name}": seconds for name, seconds in cpu.items()},
     }
+
+
+async def hop_split(broker: tuple[str, bool], start: dict[TopicPartition, int], seen: dict[str, float],
+                    slow: set[str]) -> dict[str, float]:
+    """Worker and sink hop p50/p99 in ms, and the median of each over the slowest 1 % (empty unless HOPS)."""
+    if not HOPS:
+        return {}
+    stamps = await read_stamps(broker[0], embedded=broker[1], raw_topic=_CATALOG.raw, state_topic=_CATALOG.state,
+                               start=start)
+    wall = time.time() - time.monotonic()  # this process's monotonic stamps -> epoch, like the records' times
+    worker: list[float] = []
+    sink: list[float] = []
+    slow_worker: list[float] = []
+    slow_sink: list[float] = []
+    for payment_id, row_at in seen.items():
+        raw_ms, state_ms = stamps.raw_ms.get(payment_id), stamps.state_ms.get(payment_id)
+        if raw_ms is None or state_ms is None:
+            continue
+        worker.append(state_ms - raw_ms)
+        sink.append((row_at + wall) * 1000 - state_ms)
+        if payment_id in slow:
+            slow_worker.append(worker[-1])
+            slow_sink.append(sink[-1])
+    if not worker:
+        return {}
+    return {"hop worker p50": percentile(worker, 0.5), "hop worker p99": percentile(worker, 0.99),
+            "hop sink p50": percentile(sink, 0.5), "hop sink p99": percentile(sink, 0.99),
+            "hop slow worker": statistics.median(slow_worker or [0.0]),
+            "hop slow sink": statistics.median(slow_sink or [0.0]), "hop matched": len(worker)}
 
 
 def _children_cpu_s() -> float:
@@ -177,17 +218,20 @@ def _self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def series(port: int, db_path: Path, label: str, meter: CpuMeter) -> tuple[float, list[dict[str, float]]]:
+async def series(port: int, db_path: Path, label: str, meter: CpuMeter,
+                 broker: tuple[str, bool]) -> tuple[float, list[dict[str, float]]]:
     """The warm-up webhook (start-up cost), then RUNS back-to-back runs on the same running pipeline."""
     first_row_s = await first_row(port, db_path)
     results = []
     for run_no in range(1, RUNS + 1):
-        result = await run(port, db_path, run_no, meter)
+        result = await run(port, db_path, run_no, meter, broker)
         results.append(result)
         print(f"{label} run {run_no}: {result['achieved_rate']:.0f} req/s, p50 {result['p50_s'] * 1000:.0f} ms, "
               f"p99 {result['p99_s'] * 1000:.0f} ms, max {result['max_s'] * 1000:.0f} ms, "
               f"{result['rows_seen']}/{result['requests']} rows; slowest 1 % due at "
-              f"{result['slow_from_s']:.1f}-{result['slow_to_s']:.1f} s; CPU s: {cpu_summary(result)}", flush=True)
+              f"{result['slow_from_s']:.1f}-{result['slow_to_s']:.1f} s; CPU s: {cpu_summary(result)}"
+              f"{hop_summary(result)}",
+              flush=True)
     return first_row_s, results
 
 
@@ -220,7 +264,7 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str,
                "PAYSTREAM_SINK_METRICS_PORT": str(sink_port),
                "PAYSTREAM_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                "PAYSTREAM_STREAM_BATCH_MS": "20", "PAYSTREAM_SINK_BATCH_MS": "50",
-               **({"PAYSTREAM_PARTITIONS": PARTITIONS} if PARTITIONS else {})}
+               **({"PAYSTREAM_PARTITIONS": PARTITIONS} if PARTITIONS else {}), **SETTINGS}
         cli = [sys.executable, "-m", "paystream"]
         try:
             subprocess.run([*cli, "sink", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -236,7 +280,7 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str,
             meter = CpuMeter({"broker": started.pid, **{name: process.pid for name, process in
                                                           zip(PIPELINE, processes, strict=True)}})
             first_row_s, results = asyncio.run(series(ingress_port, data / "paystream.db", brokers.LABELS[kind],
-                                                      meter))
+                                                      meter, (bootstrap, brokers.is_embedded(kind))))
             return first_row_s, results, asyncio.run(count_stored_batches(bootstrap, FETCHED_TOPICS))
         finally:
             for process in reversed(processes):
@@ -255,6 +299,37 @@ CPU_COLUMNS = ("broker", *PIPELINE, "load generator", "row poller")
 
 def cpu_summary(result: dict[str, float]) -> str:
     return ", ".join(f"{name} {result[f'cpu {name}']:.0f}" for name in CPU_COLUMNS)
+
+
+def hop_summary(result: dict[str, float]) -> str:
+    if "hop worker p50" not in result:
+        return ""
+    return (f"; hops ms: worker p50/p99 {result['hop worker p50']:.0f}/{result['hop worker p99']:.0f}, sink "
+            f"{result['hop sink p50']:.0f}/{result['hop sink p99']:.0f}; slowest 1 % median worker "
+            f"{result['hop slow worker']:.0f}, sink {result['hop slow sink']:.0f} "
+            f"({result['hop matched']:.0f} matched)")
+
+
+def experiment_note() -> str:
+    if not SETTINGS:
+        return ""
+    listed = ", ".join(f"`{k}={v}`" for k, v in sorted(SETTINGS.items()))
+    return f"**An experiment, not the standard series**: the pipeline ran with {listed} (BENCH_SETTINGS).\n\n"
+
+
+def hop_table(outcomes: dict[str, tuple[float, list[dict[str, float]], dict[str, Stored]]]) -> str:
+    """Where the time went (BENCH_HOPS): the worker and the sink hop per run, from the records' send times."""
+    rows = [f"| {brokers.LABELS[kind]} | {n} | {r['hop worker p50']:.0f} / {r['hop worker p99']:.0f} | "
+            f"{r['hop sink p50']:.0f} / {r['hop sink p99']:.0f} | "
+            f"{r['hop slow worker']:.0f} / {r['hop slow sink']:.0f} |"
+            for kind, (_, results, _) in outcomes.items() for n, r in enumerate(results, 1) if "hop worker p50" in r]
+    if not rows:
+        return ""
+    return ("\nWhere the time went (`BENCH_HOPS=1`, `bench/hops.py`): the worker hop is the raw webhook's send time "
+            "to its payment state's send time, the sink hop the state's send time to the row seen (wall clock, "
+            "ms; the slowest 1 % columns are medians over the run's slowest 1 %):\n\n"
+            "| broker | run | worker hop p50 / p99 | sink hop p50 / p99 | slowest 1 %: worker / sink |\n"
+            "|---|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n")
 
 
 def busy_share(result: dict[str, float]) -> float:
@@ -298,6 +373,7 @@ def main() -> None:
     # a series on one broker only (BENCH_BROKERS) gets its own report: e2e.md compares both in one invocation
     name = "e2e" if set(kinds) == set(brokers.LABELS) else "e2e-" + "-".join(kinds)
     name += f"-{PARTITIONS}-partitions" if PARTITIONS else ""
+    name += "-experiment" if SETTINGS else ""  # never in place of the standard series' report
     path = write_report(name, "End-to-end latency (`make bench-e2e`)", f"""
 The pipeline as `make run` starts it (one ingress, one worker, the SQLite sink, {PARTITIONS or _CATALOG.partitions}
 partitions per topic{"" if not PARTITIONS else ": BENCH_PARTITIONS"}), on each broker in turn in the
@@ -315,9 +391,9 @@ reached its row (start-up cost, not in the figures: {startup}). "rows landed" co
 appeared before none came for {DRAIN_S:.0f} s after the run's load ended; "load" is the machine's 1-minute load average
 at the end of the run (2 cores: above 2 means processes were waiting for a CPU).
 
-{LATENCY_HEADER}
+{experiment_note()}{LATENCY_HEADER}
 {chr(10).join(rows)}
-
+{hop_table(outcomes)}
 Where the CPU went during each run's load (CPU seconds while the load generator ran, read from `/proc` for
 each process and its children; "machine busy" is the busy share of both cores over the same interval, so
 100 % means no spare CPU at all):

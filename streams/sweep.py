@@ -14,10 +14,12 @@ from typing import Protocol
 
 __all__ = ["SLICES_PER_ROUND", "SWEEP_EVERY_S", "SWEEP_SLICE", "Scannable", "Sweeper"]
 
-SWEEP_EVERY_S = 5.0
-"""Per partition, at most one slice this often (wall time): sweeping costs nothing on the hot path."""
-SWEEP_SLICE = 1000
-"""Keys looked at per slice: 200 keys/s per partition, a million keys in under 1.5 h (the horizon is months)."""
+SWEEP_EVERY_S = 0.5
+"""Per partition, at most one slice this often (wall time)."""
+SWEEP_SLICE = 100
+"""Keys looked at per slice: 200 keys/s per partition, a million keys in under 1.5 h (the horizon is months). A slice
+is judged inside a batch and holds it up, so slices are small and frequent: 1,000 keys every 5 s cost a burst of
+~50 ms per partition, all partitions within a second (see `state_expiry.SWEEP_SLICE` for the stall that caused)."""
 SLICES_PER_ROUND = 64
 """Slices of any partitions per `every_s`, at most, spaced evenly: partitions fall due together (all start at
 the worker's first batch and then stay in step), and all their slices in one batch stall it: 8 partitions x 500

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     state_retention_s: int = Field(730 * 86_400, ge=MIN_DEDUP_TTL_S,
                                    description="a payment's worker state (and its alias entries) is deleted this "
                                                "long after its last event; its sink row stays")
-    state_sweep_interval_s: float = Field(30.0, gt=0, description="per partition, how often the state agent looks "
+    state_sweep_interval_s: float = Field(3.0, gt=0, description="per partition, how often the state agent looks "
                                                                     "at one slice of its table for expired entries")
     recon_retention_s: int = Field(180 * 86_400, ge=0, description="how long after it closes a window still takes "
                                                                     "corrections; then its worker state is deleted")
