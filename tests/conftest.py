@@ -35,6 +35,7 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.registry",
     "tests.fixtures.broker_summary",
+    "tests.fixtures.suite_time",
 ]
 
 SHARED = Path(__file__).resolve().parent / "fixtures"
