@@ -48,12 +48,12 @@ RATE = float(os.environ.get("BENCH_RATE", "500"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 PARTITIONS = os.environ.get("BENCH_PARTITIONS", "")
+"""Partitions of every topic; empty = the setting's default, as `make run` has it."""
 SETTINGS = dict(item.split("=", 1) for item in os.environ.get("BENCH_SETTINGS", "").split() if "=" in item)
 """Extra pipeline settings for an experiment, e.g. `BENCH_SETTINGS="PAYSTREAM_RECONCILIATION=false"`; the report
 names them."""
 HOPS = os.environ.get("BENCH_HOPS", "") == "1"
 """Split each run's end to end into the worker and the sink hop (`bench/hops.py`); off by default."""
-"""Partitions of every topic; empty = the setting's default, as `make run` has it."""
 TARGET_P99_S = 0.5
 DRAIN_S = 30.0
 SECRET = "whsec_bench_e2e"
@@ -163,8 +163,9 @@ async def run(port: int, db_path: Path, run_no: int, meter: CpuMeter, broker: tu
     from_due = [seen[p] - due[p] for p in acked if p in seen] or [float("inf")]
     p99 = percentile(latencies, 0.99)
     # when in the run the slowest 1 % was due: one stall shows as a narrow span, a slow run as the whole run
-    slow_at = [due[p] - load["began"] for p in acked if p in seen and seen[p] - acked[p] >= p99] or [0.0]
-    hops = await hop_split(broker, hop_start, seen, slow={p for p in acked if p in seen and seen[p] - acked[p] >= p99})
+    slow = {p for p in acked if p in seen and seen[p] - acked[p] >= p99}
+    slow_at = [due[p] - load["began"] for p in slow] or [0.0]
+    hops = await hop_split(broker, hop_start, seen, slow)
     return {
         **hops,
         "requests": count, "accepted": len(acked), "achieved_rate": load["rps"],

@@ -61,7 +61,8 @@ async def end_offsets(bootstrap: str, *, embedded: bool, topics: Iterable[str]) 
 
 async def read_stamps(bootstrap: str, *, embedded: bool, raw_topic: str, state_topic: str,
                       start: dict[TopicPartition, int]) -> Stamps:
-    """The send time of each run payment's raw webhook and first state, from `start` to the log end."""
+    """The send time of each run payment's raw webhook and first state, from `start` (partitions of the two
+    topics) to the log end."""
     stamps = Stamps({}, {})
     async with _consumer(bootstrap, embedded) as consumer:
         partitions = list(start)
@@ -73,13 +74,11 @@ async def read_stamps(bootstrap: str, *, embedded: bool, raw_topic: str, state_t
         while pending:
             batches = await consumer.getmany(timeout_ms=1000)
             for tp, records in batches.items():
-                into = stamps.raw_ms if tp.topic == raw_topic else stamps.state_ms if tp.topic == state_topic else None
+                into = stamps.raw_ms if tp.topic == raw_topic else stamps.state_ms
                 for record in records:
-                    found = _PAYMENT_ID.search(record.value or b"") if into is not None else None
+                    found = _PAYMENT_ID.search(record.value or b"")
                     if found is not None and record.timestamp is not None:
-                        into.setdefault(found.group().decode(), record.timestamp)  # type: ignore[union-attr]
-                    if record.offset + 1 >= end[tp]:
-                        pending.discard(tp)
+                        into.setdefault(found.group().decode(), record.timestamp)
             for tp in list(pending):
                 if await consumer.position(tp) >= end[tp]:
                     pending.discard(tp)
