@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiokafka.partitioner import DefaultPartitioner
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 
 from schemas.lifecycle import Provider
 from streams.identity import ALIAS_PREFIX, AliasEntry
+from streams.monitor import serve_metrics
 
 if TYPE_CHECKING:
     from streams.worker import Worker
@@ -77,7 +77,7 @@ def protected(worker: Worker, handler: Handler) -> Handler:
 def register_views(worker: Worker) -> None:
     app = worker.app
     pipeline = worker.pipeline
-    setup_prometheus_sensors(app, pattern="/metrics", registry=worker.registry)
+    serve_metrics(app, worker.registry)  # Faust's metrics, published per scrape (`streams/monitor.py`)
     state_table = worker.state_table
     partitions = list(range(worker.settings.partitions))
 

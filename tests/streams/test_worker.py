@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from paystream.dev.scenarios import scenario, stripe_payment_intent
 from schemas.dlq import parse_dlq_headers
@@ -132,3 +133,8 @@ async def test_ops_views_need_the_token_and_find_payments(
     assert stats["new"] == len(deliveries) and stats["duplicates"] == 0
     metrics = httpx.get(f"{worker.url}/metrics").text
     assert "paystream_worker_dedup_total" in metrics
+    # Faust's own metrics, published per scrape (`streams/monitor.py`): every raw record counted, end offsets known
+    faust = {(s.name.split("paystream_worker_", 1)[-1], s.labels.get("topic")): s.value
+             for family in text_string_to_metric_families(metrics) for s in family.samples}
+    assert faust[("messages_received_per_topic_total", topics.raw)] == len(deliveries)
+    assert ("topic_partition_end_offset", topics.raw) in faust
