@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -350,6 +351,10 @@ def verdict(results: list[dict[str, float]]) -> str:
 
 
 def main() -> None:
+    # SIGTERM ends the bench as Ctrl-C does, through `pipeline_series`' `finally`: the pipeline stops before
+    # its broker (by default Python would exit at once, and every child got SIGTERM from `die_with_parent`
+    # together with the broker)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     kinds = brokers.selected()
     outcomes = {kind: pipeline_series(kind) for kind in kinds}
     rows = []

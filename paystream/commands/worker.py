@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+from typing import Any
 
 import click
 
@@ -61,4 +64,33 @@ def worker(port: int | None, worker_id: str | None) -> None:
                                         "embedded_broker_compat": embedded_broker_compat_installed()})
 
     runner.on_startup_finished = announce_ready  # type: ignore[method-assign]  # Faust hands it to the app
+    exit_if_stop_hangs(runner, settings.worker_stop_timeout_s)
     runner.execute_from_commandline()
+
+
+def exit_if_stop_hangs(runner: Any, timeout_s: float) -> None:
+    """Bound the worker's stop: from its start (mode's public `on_stop` hook), at most `timeout_s`.
+
+    Against an unreachable broker a clean stop waits out every client's timeouts and retries (63 s
+    measured on the embedded broker, minutes on Apache Kafka), so a stopped pipeline left workers
+    behind. Exiting then is safe: what the worker stored locally is in RocksDB's write-ahead log, and
+    records it did not commit are read again on restart and deduplicated, as after a kill -9.
+    """
+    stopping = runner.on_stop
+
+    async def arm_then_stop() -> None:
+        watchdog = threading.Timer(timeout_s, _exit_unclean, args=(timeout_s,))
+        watchdog.daemon = True  # a stop that finishes in time ends the process with the timer pending
+        watchdog.start()
+        await stopping()
+
+    runner.on_stop = arm_then_stop
+
+
+def _exit_unclean(timeout_s: float) -> None:
+    log.error("worker stop took longer than PAYSTREAM_WORKER_STOP_TIMEOUT_S; exiting without a clean stop "
+              "(records not committed are read again on restart and deduplicated)",
+              extra={"timeout_s": timeout_s})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     stream_batch_size: int = Field(1000, ge=1, description="records per worker batch")
     stream_batch_ms: int = Field(50, ge=1, description="longest wait to fill a worker batch")
     worker_id: str = Field("", description="distinguishes workers on one host; default: the web port")
+    worker_stop_timeout_s: float = Field(40.0, gt=0, description="longest clean stop after SIGTERM/SIGINT; then the "
+                                                                  "worker exits anyway (a stop against an unreachable "
+                                                                  "broker otherwise waits out every client timeout)")
     table_standby_replicas: int = Field(1, ge=0, description="standby copies of each table partition")
     reconciliation: bool = Field(True, description="run windowed reconciliation in the workers (costs CPU per "
                                                     "event; off where no ledger is imported)")
