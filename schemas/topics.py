@@ -9,12 +9,12 @@ count (and the embedded broker does exactly that).
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 
 __all__ = ["TopicCatalog", "TopicSpec", "ensure_topics", "partition_for"]
 
@@ -25,7 +25,35 @@ log = logging.getLogger("paystream.topics")
 def partition_for(key: bytes, partitions: int) -> int:
     """The producer's default partition for `key` (Java-compatible murmur2), cached: payment and series
     keys recur. Every co-partitioning decision (stages, placements, ledger import) goes through this."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`) as an unsigned 32-bit int.
+
+    Reads the key a 32-bit little-endian word at a time (`struct`) instead of a byte at a time:
+    the worker hashes two or three new keys per event, and the byte-wise version was ~3 % of its main thread."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    whole = length & ~3
+    for (word,) in struct.iter_unpack("<I", data[:whole]):
+        k = (word * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    tail = length & 3
+    if tail == 3:
+        h ^= data[whole + 2] << 16
+    if tail >= 2:
+        h ^= data[whole + 1] << 8
+    if tail >= 1:
+        h = ((h ^ data[whole]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 @dataclass(frozen=True, slots=True)
