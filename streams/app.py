@@ -121,10 +121,6 @@ def create_worker(settings: Settings) -> Worker:
         async for events in batches(stream, batch_size, within):
             await run_batch(events, pipeline.process)
 
-    @app.timer(interval=settings.dedup_sweep_interval_s)  # type: ignore[untyped-decorator]
-    async def sweep_dedup() -> None:
-        await pipeline.sweep_dedup(active=pipeline.dedup.owned_partitions())
-
     return compose(Worker(app, settings, pipeline, registry, state_table, dedup_table))
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ from streams.normalize import NormalizeError, StandardMappings, normalize
 from streams.partitioned import PartitionedTable
 from streams.state_expiry import DEFAULT_RETENTION_S, SWEEP_EVERY_S
 from streams.state_stage import StateInput, StateStage
+from streams.sweep import Sweeper
 
 __all__ = ["SOURCE_HEADER", "DedupStats", "Pipeline"]
 
@@ -58,6 +59,13 @@ log = logging.getLogger("paystream.streams")
 
 _CARRIED = frozenset({"traceparent", ATTEMPTS, REPLAYED_FROM})
 """Raw-record headers an event keeps: its trace, and that it is a replayed dead letter (how often it failed)."""
+DEDUP_SWEEP_VISITS = 4
+"""Dedup entries a batch looks at for expiry per sighting it writes, in its own partitions. The sweep then
+walks each partition four times as fast as sightings arrive, so a partition holds at most ~4/3 of a TTL's
+worth of them whatever the traffic, and the cost is a few RocksDB reads per event. (A timer that scanned
+every table whole each 300 s did so in proportion to the table: at 500 events/s and the 3.5-day TTL,
+150 million entries per scan, more than the worker could read in the interval.)"""
+DEDUP_GAUGE_EVERY_S = 10.0
 
 
 async def _delivered(futures: list[asyncio.Future[Any]]) -> None:
@@ -133,6 +141,8 @@ class Pipeline:
         self.tracer = tracer or Tracer()
         self.stats = DedupStats()
         self.processed = {"raw": 0, "events": 0}
+        self.dedup_sweeper = Sweeper(prefix=b"", every_s=0.0)  # paced by sightings written, not by time
+        self._dedup_gauge_at = -DEDUP_GAUGE_EVERY_S
         self.state_stage = StateStage(app, events_topic=events_topic, state_topic=state_topic,
                                       state_input_topic=state_input_topic, states=states, dead_letters=dead_letters,
                                       metrics=metrics, event_serde=event_serde, state_serde=state_serde,
@@ -241,11 +251,24 @@ class Pipeline:
         """After every output of the batch is acknowledged: its sightings, then the stage-1 metrics."""
         # Only now may a sighting say its record was handled: written before the acknowledgements, a failed
         # send would leave the record judged a duplicate (a provider retry dropped, the event lost).
+        # Expired sightings go in the same write, a slice per partition (`DEDUP_SWEEP_VISITS`): this agent is the
+        # only writer of its raw partitions' dedup entries, so what it deletes cannot race a sighting.
         sightings: list[asyncio.Future[Any]] = []
+        expired = 0
         for partition, items in done.writes.items():
-            self.dedup.write_local(partition, items)
-            sightings.extend(await self.dedup.send_changelog(partition, items))
+            gone = self._expired_sightings(partition, items)
+            expired += len(gone)
+            writes = {**items, **gone} if gone else items
+            self.dedup.write_local(partition, writes)
+            sightings.extend(await self.dedup.send_changelog(partition, writes))
         await _delivered(sightings)
+        if expired:
+            self.stats.expired += expired
+            self.metrics.dedup_expired.inc(expired)
+        now = time.monotonic()
+        if now - self._dedup_gauge_at >= DEDUP_GAUGE_EVERY_S:
+            self._dedup_gauge_at = now
+            self.metrics.dedup_keys.set(self.dedup.estimated_keys())
         for verdict_name, n in done.verdicts.items():
             self.metrics.dedup.labels(verdict_name).inc(n)
         for labels, n in done.emitted.items():
@@ -280,31 +303,24 @@ class Pipeline:
 
     # Dedup TTL -----------------------------------------------------------------------------
 
-    async def sweep_dedup(self, *, active: AbstractSet[int] | None = None, chunk: int = 5000) -> int:
-        """Delete dedup entries older than the TTL in event time; returns how many.
-
-        Only `active` partitions are swept: a standby copy is kept in step by its owner's tombstones.
-        """
-        removed = 0
-        for partition in self.dedup.partitions():
-            if active is not None and partition not in active:
+    def _expired_sightings(self, partition: int, written: dict[bytes, bytes | None]) -> dict[bytes, bytes | None]:
+        """Tombstones for the entries of the next slice of `partition` that are past the TTL in event time
+        (the partition's newest `received_at`), leaving alone what this batch writes."""
+        watermark = self.stats.watermark_ms.get(partition)
+        if watermark is None:
+            return {}
+        gone: dict[bytes, bytes | None] = {}
+        for key, value in self.dedup_sweeper.next_slice(self.dedup, partition, 0.0,
+                                                        size=DEDUP_SWEEP_VISITS * len(written)):
+            if key in written:
                 continue
-            watermark = self.stats.watermark_ms.get(partition)
-            if watermark is None:
+            try:
+                sighting = Sighting.unpack(value)
+            except struct.error:
+                # left in place: deleted, it would let its event through again; the dedup stage dead-letters
+                # that key's records instead
+                log.warning("unreadable dedup entry left in place", extra={"key": key.decode(errors="replace")})
                 continue
-            expired: dict[bytes, bytes | None] = {}
-            for index, (key, value) in enumerate(self.dedup.scan(partition)):
-                if is_expired(Sighting.unpack(value), watermark, self.dedup_ttl_s):
-                    expired[key] = None
-                if index % chunk == chunk - 1:
-                    await asyncio.sleep(0)  # let the agents run between chunks
-            if expired:
-                futures = await self.dedup.write(partition, expired)
-                await asyncio.gather(*futures)
-                removed += len(expired)
-        self.stats.expired += removed
-        self.metrics.dedup_expired.inc(removed)
-        self.metrics.dedup_keys.set(self.dedup.estimated_keys())
-        if removed:
-            log.info("dedup entries expired", extra={"removed": removed})
-        return removed
+            if is_expired(sighting, watermark, self.dedup_ttl_s):
+                gone[key] = None
+        return gone

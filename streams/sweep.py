@@ -1,6 +1,6 @@
 """A sweep that walks a table partition a slice at a time, round and round, for the expiry of its entries.
 
-Used inside an agent's batches (reconciliation, payment states), never on a timer: the agent is the
+Used inside an agent's batches (reconciliation, payment states, dedup sightings), never on a timer: the agent is the
 only writer of its table, so what a slice deletes cannot race a write, and it only sweeps partitions it
 is processing records of.
 """
@@ -44,21 +44,26 @@ class Sweeper:
     _last: dict[int, float] = field(default_factory=dict)
     _last_any: float = -math.inf
 
-    def next_slice(self, store: Scannable, partition: int, now: float) -> list[tuple[bytes, bytes]]:
-        """The next keys of `partition` to look at, or none when its last slice was less than `every_s` ago, or
-        any partition's was less than `every_s / SLICES_PER_ROUND` ago (the partitions due take turns)."""
+    def next_slice(self, store: Scannable, partition: int, now: float, size: int | None = None
+                   ) -> list[tuple[bytes, bytes]]:
+        """The next keys of `partition` to look at (`size`, default `slice_size`), or none when its last slice was
+        less than `every_s` ago, or any partition's was less than `every_s / SLICES_PER_ROUND` ago (the
+        partitions due take turns)."""
         if now - self._last.get(partition, -math.inf) < self.every_s:
             return []
         if now - self._last_any < self.every_s / SLICES_PER_ROUND:
+            return []
+        size = self.slice_size if size is None else size
+        if size <= 0:
             return []
         self._last[partition] = now
         self._last_any = now
         found: list[tuple[bytes, bytes]] = []
         for item in store.scan_prefix(partition, self.prefix, self._cursor.get(partition)):
             found.append(item)
-            if len(found) >= self.slice_size:
+            if len(found) >= size:
                 break
-        if len(found) < self.slice_size:
+        if len(found) < size:
             self._cursor.pop(partition, None)  # reached the end: start over next time
         else:
             self._cursor[partition] = found[-1][0] + b"\x00"  # the smallest key after the last one seen

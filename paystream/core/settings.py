@@ -102,7 +102,6 @@ class Settings(BaseSettings):
         "at_least_once", description="exactly_once = Faust transactions: Apache Kafka only (the embedded broker has "
                                      "none); at-least-once + keyed dedup is effectively-once on either")
     dedup_ttl_s: int = Field(302_400, ge=MIN_DEDUP_TTL_S)
-    dedup_sweep_interval_s: float = Field(300.0, gt=0, description="how often expired dedup entries are deleted")
     stream_batch_size: int = Field(1000, ge=1, description="records per worker batch")
     stream_batch_ms: int = Field(50, ge=1, description="longest wait to fill a worker batch")
     worker_id: str = Field("", description="distinguishes workers on one host; default: the web port")

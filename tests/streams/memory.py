@@ -115,6 +115,9 @@ class MemoryTable:
     def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         yield from list(self.data[partition].items())
 
+    def estimated_keys(self) -> int:
+        return sum(len(entries) for entries in self.data.values())
+
 
 def restore(table: MemoryTable, partitions: set[int]) -> None:
     """Replace `partitions` of the local copy with what the changelog holds (Faust's recovery, no standby:

@@ -31,10 +31,10 @@ def test_verdicts() -> None:
     assert is_expired(seen, 2001 + 3600_000, 3600)
 
 
-async def test_entries_expire_in_event_time_via_the_sweep(
+async def test_entries_expire_in_event_time_as_batches_go_by(
         worker_factory: Any, envelope_factory: EnvelopeFactory, publish_raw: Any, topics: Any,
         consumer_factory: Any) -> None:
-    worker = worker_factory(PAYSTREAM_DEDUP_SWEEP_INTERVAL_S="1")
+    worker = worker_factory()
     old = envelope_factory(stripe_payment_intent("payment_intent.created", "pi_ttl", amount=100, currency="USD",
                                                  created=1_790_000_000).body)
     await publish_raw(old)

@@ -15,7 +15,7 @@ a delivery that fails leaves no dedup sighting, so re-reading the batch re-emits
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from schemas.serde import envelope_serde, payment_event_serde, payment_state_ser
 from schemas.topics import partition_for
 from streams import state_stage
 from streams.applied import APPLIED_KEY, unpack_offset
+from streams.dedup import Sighting
 from streams.dlq import DeadLetters
 from streams.metrics import WorkerMetrics
 from streams.normalize import normalize
@@ -46,8 +47,10 @@ class Harness:
     states: MemoryTable
     ownership: Ownership
 
-    def raw(self, delivery: Delivery) -> Message:
+    def raw(self, delivery: Delivery, received_at: datetime | None = None) -> Message:
         envelope = self._envelope(delivery)
+        if received_at is not None:
+            envelope.received_at = received_at
         key = envelope.key.encode()
         return self._message(RAW, partition_for(key, PARTITIONS), key, envelope_serde().encode(envelope))
 
@@ -328,3 +331,40 @@ async def test_state_input_records_whose_changelog_send_failed_are_replays_when_
     [mark] = [m for m in h.producer.logs[CHANGELOG] if m.key == APPLIED_KEY]
     assert unpack_offset(mark.value) == records[-1].offset
     assert payment_state_serde().decode(h.producer.logs[STATE][-1].value) == state  # the output too
+
+
+async def test_the_dedup_table_holds_about_one_ttl_of_sightings_however_long_traffic_runs() -> None:
+    """Expiry rides on the batches (`DEDUP_SWEEP_VISITS`): four TTLs of steady traffic leave at most ~4/3 of a
+    TTL's sightings, never one that is still inside the TTL, and a provider retry inside it is still a duplicate."""
+    h = make_harness()  # TTL 3600 s
+    start, step, per_batch = datetime(2026, 11, 1, tzinfo=UTC), timedelta(seconds=60), 20
+    seen: dict[bytes, tuple[int, int]] = {}  # key -> (partition, received ms)
+    sent: dict[bytes, Delivery] = {}
+    n = 0
+    for batch_no in range(4 * 60):  # a batch a minute for four hours
+        received_at = start + batch_no * step
+        batch = []
+        for _ in range(per_batch):
+            n += 1
+            delivery = stripe_payment_intent("payment_intent.created", f"pi_{n}", amount=100, currency="USD",
+                                             created=int(received_at.timestamp()), event_id=f"evt_{n}")
+            message = h.raw(delivery, received_at)
+            seen[message.key] = (message.partition, int(received_at.timestamp() * 1000))
+            sent[message.key] = delivery
+            batch.append(message)
+        await h.pipeline.process_raw(batch)
+
+    dedup: MemoryTable = h.pipeline.dedup  # type: ignore[assignment]
+    kept = {key for entries in dedup.data.values() for key in entries}
+    per_ttl = 60 * per_batch
+    assert len(kept) <= per_ttl * 4 / 3 + 4 * per_batch, len(kept)
+    assert h.pipeline.stats.expired == n - len(kept)
+    for key, (partition, received_ms) in seen.items():
+        inside = received_ms >= h.pipeline.stats.watermark_ms[partition] - 3600 * 1000
+        assert key in kept or not inside, key  # nothing inside the TTL is gone
+    for partition, entries in dedup.data.items():
+        assert all(Sighting.unpack(value).partition == partition for value in entries.values())
+
+    oldest_kept = next(key for key in seen if key in kept)  # the provider retries it, just inside the TTL
+    await h.pipeline.process_raw([h.raw(sent[oldest_kept], start + 240 * step)])
+    assert (h.pipeline.stats.duplicates, h.pipeline.stats.conflicts) == (1, 0)
