@@ -65,11 +65,11 @@ EOF
   echo "$file"
 }
 
-java_cmd() {  # java with a small heap and a fast-starting JIT, then the given arguments
-  # shellcheck disable=SC2206  # the options string is split into words on purpose
-  local heap=(${KAFKA_HEAP_OPTS:--Xmx384m -Xms64m}) libs
+java_cmd() {  # java with a small heap and a fast-starting JIT (unless KAFKA_JVM_OPTS says otherwise), then the arguments
+  # shellcheck disable=SC2206  # the options strings are split into words on purpose
+  local heap=(${KAFKA_HEAP_OPTS:--Xmx384m -Xms64m}) jvm=(${KAFKA_JVM_OPTS:--XX:+UseSerialGC -XX:TieredStopAtLevel=1}) libs
   libs=$(fetch)
-  exec java "${heap[@]}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+  exec java "${heap[@]}" "${jvm[@]}" -Djava.awt.headless=true \
        -Dlog4j2.configurationFile="$(log_config)" -cp "$libs/*" "$@"
 }
 

@@ -132,8 +132,11 @@ class ApacheKafka:
     """
 
     def __init__(self, workdir: Path, *, nodes: int = 1, overrides: dict[str, str] | None = None,
-                 ready_timeout_s: float = 90.0) -> None:
+                 ready_timeout_s: float = 90.0, heap: str = HEAP, jvm_options: str | None = None) -> None:
         self.workdir = workdir
+        self.heap = heap
+        self.jvm_options = jvm_options
+        """None: `scripts/kafka.sh`'s fast-starting JIT for tests; benchmarks pass Kafka's own (`bench/brokers.py`)."""
         self.overrides = dict(overrides or {})
         self.ready_timeout_s = ready_timeout_s
         self.cluster_id = _cluster_id()
@@ -145,7 +148,8 @@ class ApacheKafka:
 
     @property
     def _env(self) -> dict[str, str]:
-        return {"PATH": "/usr/local/bin:/usr/bin:/bin", "KAFKA_HEAP_OPTS": HEAP}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "KAFKA_HEAP_OPTS": self.heap}
+        return env if self.jvm_options is None else {**env, "KAFKA_JVM_OPTS": self.jvm_options}
 
     def restart(self, node: KafkaNode) -> None:
         """Start a stopped or killed node again on its ports and data, and wait until it is registered."""
