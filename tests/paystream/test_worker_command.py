@@ -22,8 +22,8 @@ def start_worker(env: dict[str, str], broker: EmbeddedBroker, tmp_path: Path, st
     return worker.start().wait_ready()
 
 
-def test_a_stop_against_a_dead_broker_ends_at_the_timeout(stream_env: dict[str, str], broker_factory: Callable[..., Any],
-                                                         tmp_path: Path) -> None:
+def test_a_stop_against_a_dead_broker_ends_at_the_timeout(stream_env: dict[str, str],
+                                                         broker_factory: Callable[..., Any], tmp_path: Path) -> None:
     broker = broker_factory().start()
     worker = start_worker(stream_env, broker, tmp_path, stop_timeout_s=5)
     try:
