@@ -385,7 +385,8 @@ The pipeline as `make run` starts it (one ingress, one worker, the SQLite sink, 
 partitions per topic{"" if not PARTITIONS else ": BENCH_PARTITIONS"}), on each broker in turn in the
 same invocation with the same parameters: the embedded broker, then Apache Kafka 4.1 (one KRaft node,
 `PAYSTREAM_EMBEDDED_BROKER=false`: idempotent producers, Faust's defaults; the JVM with the heap and options
-Kafka's own start script gives a broker, G1 and the full JIT, since 2026-12-07). Everything shares this machine's
+Kafka's own start script gives a broker, G1 and the full JIT, warmed with 200,000 records through a scratch
+topic before the pipeline starts, since 2026-12-07: `bench/brokers.py`). Everything shares this machine's
 2 cores with the load generator (`bench/loadgen.py`, its own process, open loop: request i is due at
 start + i / rate whatever the server does). Per broker: {RUNS} back-to-back runs of {SECONDS:.0f} s at
 {RATE:.0f} req/s ({int(RATE * SECONDS)} signed Stripe events for new payments per run) on the same running
