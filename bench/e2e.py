@@ -18,7 +18,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import brokers
 from bench.cpu import CpuMeter
 from bench.hops import end_offsets, read_stamps
-from bench.machine import write_report
+from bench.machine import interrupt_on_sigterm, write_report
 from bench.stored_batches import Stored, count_stored_batches
 from paystream.core.broker import free_port
 from paystream.core.broker.compat import EMBEDDED_PUBLISH_LINGER_MS
@@ -351,10 +350,6 @@ def verdict(results: list[dict[str, float]]) -> str:
 
 
 def main() -> None:
-    # SIGTERM ends the bench as Ctrl-C does, through `pipeline_series`' `finally`: the pipeline stops before
-    # its broker (by default Python would exit at once, and every child got SIGTERM from `die_with_parent`
-    # together with the broker)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     kinds = brokers.selected()
     outcomes = {kind: pipeline_series(kind) for kind in kinds}
     rows = []
@@ -427,4 +422,5 @@ Verdict (the worst run decides; target from issue 16):
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import write_report
+from bench.machine import interrupt_on_sigterm, write_report
 from paystream.core.broker.process import EmbeddedBroker
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2000,10000,20000,40000").split(",")]
@@ -108,4 +108,5 @@ and does not.
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()

@@ -33,7 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
-from bench.machine import write_report
+from bench.machine import interrupt_on_sigterm, write_report
 from ingress.signing import sign_stripe
 from paystream.core.broker import free_port
 from schemas.topics import TopicCatalog
@@ -205,4 +205,5 @@ At the bare ASGI app's rate the load generator (one Python process) may be what 
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
 from bench.ingress import SECRET, load, serve
-from bench.machine import describe
+from bench.machine import describe, interrupt_on_sigterm
 from paystream.core.broker import free_port
 from schemas.topics import TopicCatalog
 
@@ -62,4 +62,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
 REPORTS = Path(__file__).resolve().parent / "reports"
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does, through its `finally` blocks, so what it started (brokers,
+    pipeline processes) stops in order. By default Python exits at once and every child gets its
+    parent-death signal at the same moment: a worker whose broker went first then hung in its stop."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def describe() -> dict[str, str]:

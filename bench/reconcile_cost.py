@@ -42,6 +42,7 @@ from schemas.topics import partition_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import interrupt_on_sigterm
 from paystream.core.broker import EmbeddedBroker, producer_options
 from paystream.dev.scenarios import scenario
 from schemas.records import LedgerEntry, PaymentEvent, WebhookEnvelope
@@ -300,4 +301,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.machine import write_report  # noqa: E402
+from bench.machine import interrupt_on_sigterm, write_report  # noqa: E402
 from paystream.core.broker import EmbeddedBroker, free_port, producer_options  # noqa: E402
 from schemas.records import HistoryEntry, PaymentState  # noqa: E402
 from schemas.serde import payment_state_serde  # noqa: E402
@@ -392,4 +392,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     sys.exit(main())

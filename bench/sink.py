@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
-from bench.machine import write_report
+from bench.machine import interrupt_on_sigterm, write_report
 from connectors.migrations import upgrade
 from connectors.runner import SWITCH_INTERVAL_S, SinkRunner
 from paystream.core.broker import producer_options
@@ -325,4 +325,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     asyncio.run(main())

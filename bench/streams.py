@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
 from bench.faust_app import run_faust_app
-from bench.machine import write_report
+from bench.machine import interrupt_on_sigterm, write_report
 from paystream.core.broker import free_port, producer_options
 from paystream.dev.scenarios import scenario
 from schemas.clock import now_ms
@@ -302,4 +302,5 @@ RSS <= 300 MB with 1,000,000 dedup keys.
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()

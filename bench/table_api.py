@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import brokers
 from bench.faust_app import run_faust_app
-from bench.machine import write_report
+from bench.machine import interrupt_on_sigterm, write_report
 from paystream.core.broker import producer_options
 
 N = int(os.environ.get("BENCH_EVENTS", "20000"))
@@ -247,4 +247,5 @@ the worst of {RUNS} interleaved runs (lowest events/s, highest CPU per event), s
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     main()
