@@ -5,8 +5,11 @@ in its per-message and per-event hooks: four lookups for every record a stream r
 those hooks were ~8 % of the worker's main thread (py-spy during bench-e2e, 2026-12-07), the thread the
 whole pipeline waits on. `ScrapedMonitor` keeps the same metric names and values: its hot hooks only
 update the plain counters of Faust's base `Monitor` (which Faust's own `/stats/` view reads too), and
-`publish()` copies those into the Prometheus metrics when `/metrics` is scraped. The less frequent hooks
-(commits, rebalances, sends, web requests) are Faust's, unchanged.
+`publish()` copies those into the Prometheus metrics when `/metrics` is scraped. One difference: the
+`events_runtime_ms` histogram gets, per scrape, only the newest runtimes the base monitor keeps (its last
+100), a sample rather than every event (no dashboard or alert reads it; the worker's own
+`paystream_worker_batch_seconds` covers processing time). The less frequent hooks (commits, rebalances,
+sends, web requests) are Faust's, unchanged.
 """
 
 from __future__ import annotations
