@@ -40,7 +40,6 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -50,7 +49,7 @@ from bench.machine import interrupt_on_sigterm, write_report  # noqa: E402
 from paystream.core.broker import EmbeddedBroker, free_port, producer_options  # noqa: E402
 from schemas.records import HistoryEntry, PaymentState  # noqa: E402
 from schemas.serde import payment_state_serde  # noqa: E402
-from schemas.topics import TopicCatalog, ensure_topics  # noqa: E402
+from schemas.topics import TopicCatalog, ensure_topics, partition_for  # noqa: E402
 
 OPS_TOKEN = "bench-recovery-ops-token-0123456789"
 CHANGELOG = "paystream-worker-payment-state-changelog"  # app id (empty prefix) + table name
@@ -90,14 +89,12 @@ async def fill_changelog(bootstrap: str, partitions: int, count: int) -> tuple[f
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1_048_576,
                                 **producer_options(embedded=True, linger_ms=20))
     await producer.start()
-    partitioner = DefaultPartitioner()
-    all_partitions = list(range(partitions))
     written = 0
     started = time.perf_counter()
     try:
         pending = []
         for key, value in states(count):
-            partition = partitioner(key, all_partitions, all_partitions)
+            partition = partition_for(key, partitions)
             pending.append(await producer.send(CHANGELOG, value, key=key, partition=partition))
             written += len(key) + len(value)
             if len(pending) >= 20_000:

@@ -32,6 +32,8 @@ class ScrapedMonitor(PrometheusMonitor):
         super().__init__(metrics, **kwargs)
         self._published: dict[Any, float] = {}
         """Counter totals already added to the Prometheus counters, per counter and label."""
+        self._runtimes_published = 0
+        """Events done (their runtime kept) at the last publish."""
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
         Monitor.on_message_in(self, tp, offset, message)
@@ -80,8 +82,7 @@ class ScrapedMonitor(PrometheusMonitor):
     def _new_runtimes(self) -> int:
         """How many of the kept event runtimes arrived since the last publish (at most all that are kept)."""
         done = self.events_total - self.events_active
-        new = done - int(self._published.get("runtimes", 0))
-        self._published["runtimes"] = done
+        new, self._runtimes_published = done - self._runtimes_published, done
         return max(0, min(new, len(self.events_runtime)))
 
 

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiokafka.partitioner import DefaultPartitioner
 from faust.web import Request, Response, View
 
 from schemas.lifecycle import Provider
+from schemas.topics import partition_for
 from streams.identity import ALIAS_PREFIX, AliasEntry
 from streams.monitor import serve_metrics
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["register_views"]
 
 log = logging.getLogger("paystream.streams.views")
-_partitioner = DefaultPartitioner()
 ROUTED_HEADER = "x-paystream-routed"
 
 
@@ -79,7 +78,7 @@ def register_views(worker: Worker) -> None:
     pipeline = worker.pipeline
     serve_metrics(app, worker.registry)  # Faust's metrics, published per scrape (`streams/monitor.py`)
     state_table = worker.state_table
-    partitions = list(range(worker.settings.partitions))
+    partitions = worker.settings.partitions
 
     @app.page("/health")
     class Health(View):
@@ -109,7 +108,7 @@ def register_views(worker: Worker) -> None:
     async def _lookup(view: View, request: Request, provider: str, payment_id: str,
                       alias_of: str | None = None) -> dict[str, Any] | None:
         key = f"{provider}:{payment_id}".encode()
-        partition = _partitioner(key, partitions, partitions)
+        partition = partition_for(key, partitions)
         owner = app.router.key_store(state_table.name, key)
         if str(owner).rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
             if request.headers.get(ROUTED_HEADER) and alias_of is None:
