@@ -47,7 +47,7 @@ from tests.reliability.harness import Answer, Load, Proc, wait_until
 from tests.reliability.leaders import LeaderWatch, Sample, watching
 from tests.reliability.test_faults import stories
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.children_unmeasured, pytest.mark.timeout(300)]
 
 SECRET = "whsec_failover"
 PARTITIONS = 4

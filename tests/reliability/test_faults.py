@@ -47,7 +47,7 @@ from tests.fixtures.databases import Db, pg_ctl
 from tests.fixtures.kafka import drain
 from tests.reliability.harness import Load, Proc, wait_until
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.children_unmeasured]
 
 SCALE = os.environ.get("PAYSTREAM_FAULTS_SCALE", "ci")
 STORIES, RATE = (900, 110.0) if SCALE == "full" else (180, 55.0)

@@ -126,6 +126,7 @@ async def test_kill_9_and_restart_on_its_own_data_dir_resumes_exactly(
 
 
 @pytest.mark.both_brokers
+@pytest.mark.children_unmeasured  # a series of kill -9s: the single kill -9 test below measures that path
 async def test_crash_safety_under_load_with_repeated_kill_9(
         kafka: Any, worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory,
         publish_raw: Any, topics: Any, consumer_factory: Any) -> None:
@@ -226,6 +227,7 @@ def follow_ups(first: list[Delivery], seed: int) -> list[Delivery]:
 
 
 @pytest.mark.both_brokers
+@pytest.mark.children_unmeasured  # four takeovers; tests/deploy/test_scale.py measures the two-worker path
 @pytest.mark.parametrize("standbys", ["0", "1"])
 async def test_two_workers_kill_9_one_and_the_survivor_takes_over(
         standbys: str, worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory,
