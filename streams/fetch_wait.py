@@ -22,7 +22,7 @@ __all__ = ["use_worker_fetch_wait"]
 
 def use_worker_fetch_wait(app: faust.App, fetch_max_wait_ms: int) -> None:
     """Give `app`'s worker consumer `fetch_max_wait_ms` (before its consumer is created; after
-    `streams.rebalance.use_snapshot_fetches`, whose consumer class this extends)."""
+    `streams.rebalance.use_snapshot_fetches`, whose consumer class this extends and which refuses to run after it)."""
     base: Any = app.transport.Consumer
 
     class ShortWaitConsumerThread(AIOKafkaConsumerThread):

@@ -71,7 +71,12 @@ class SnapshotFetchConsumer(Consumer):
 
 
 def use_snapshot_fetches(app: faust.App) -> None:
-    """Give `app`'s transport `SnapshotFetchConsumer` (before its consumer is created)."""
+    """Give `app`'s transport `SnapshotFetchConsumer` (before its consumer is created, and before any other
+    change of its consumer class, e.g. `streams.fetch_wait.use_worker_fetch_wait`, which builds on it: replacing
+    that class here would undo the other change without a word)."""
+    if app.transport.Consumer is not Consumer:
+        raise RuntimeError(f"the transport's consumer class is already {app.transport.Consumer.__qualname__}: "
+                           "call use_snapshot_fetches first")
     app.transport.Consumer = SnapshotFetchConsumer  # type: ignore[misc]  # a ClassVar in Faust: set for this app
 
 

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import COVERAGE_CHILD_VARIABLES
 from tests.fixtures.databases import require_postgres
 
-CHILD_MEASURED = "import sys; print('coverage' in sys.modules and sys.modules['coverage'].Coverage.current() is not None)"
+CHILD_MEASURED = ("import sys; print('coverage' in sys.modules "
+                  "and sys.modules['coverage'].Coverage.current() is not None)")
 
 
 @pytest.mark.postgres
