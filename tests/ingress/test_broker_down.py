@@ -100,6 +100,15 @@ async def post(http: httpx.AsyncClient, url: str, event_id: str) -> httpx.Respon
         "content-type": "application/json", "stripe-signature": sign_stripe(body, STRIPE_SECRET, int(time.time()))})
 
 
+async def until_ready(http: httpx.AsyncClient, url: str, within_s: float = 20) -> None:
+    """Wait as a load balancer does before it routes to a new ingress: on a just-started Apache Kafka node the
+    idempotent producer's id can take seconds ("coordinator load in progress"), and /ready says so."""
+    deadline = time.monotonic() + within_s
+    while (await http.get(f"{url}/ready")).status_code != 200:
+        assert time.monotonic() < deadline, "ingress not ready"
+        await asyncio.sleep(0.3)
+
+
 async def keys_on(bootstrap: str, topic: str, consumer_factory: Any, expected: int | None) -> list[str]:
     from aiokafka import TopicPartition
 
@@ -126,6 +135,7 @@ async def test_broker_stopped_gives_503_then_recovers(private_broker: PrivateBro
     server = ingress_factory(ingress_settings_factory(kafka_bootstrap=broker.bootstrap, embedded_broker=broker.embedded,
                                                       publish_timeout_s=1.0, ingress_producer=client))
     async with httpx.AsyncClient(timeout=10) as http:
+        await until_ready(http, server.url)
         assert (await post(http, server.url, "evt_before")).status_code == 200
         assert (await http.get(f"{server.url}/ready")).status_code == 200
         broker.stop()
@@ -161,6 +171,7 @@ async def test_paused_broker_never_yields_a_2xx_for_unstored_events(private_brok
                                                       publish_timeout_s=1.0, ingress_producer=client))
     accepted: list[str] = []
     async with httpx.AsyncClient(timeout=10) as http:
+        await until_ready(http, server.url)
         assert (await post(http, server.url, "evt_0")).status_code == 200
         accepted.append("evt_0")
         broker.pause()
@@ -191,8 +202,5 @@ async def test_starts_without_broker_and_becomes_ready(private_broker: PrivateBr
         assert (await post(http, server.url, "evt_x")).status_code == 503
         broker.start()
         await ensure_topics(broker.bootstrap, TopicCatalog(partitions=2))
-        deadline = time.monotonic() + 20
-        while (await http.get(f"{server.url}/ready")).status_code != 200:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.3)
+        await until_ready(http, server.url)
         assert (await post(http, server.url, "evt_x")).status_code == 200
