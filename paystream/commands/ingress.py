@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from paystream.core.collector import tune_collector
 from paystream.core.observability import configure_logging
 from paystream.core.settings import Settings
 
@@ -23,5 +24,7 @@ def ingress(host: str | None, port: int | None) -> None:
         )
     from ingress.server import serve
 
-    serve(create_app(settings), host=host or settings.ingress_host,
+    app = create_app(settings)
+    tune_collector(settings.gc_young_threshold)
+    serve(app, host=host or settings.ingress_host,
           port=port if port is not None else settings.ingress_port)

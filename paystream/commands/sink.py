@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from paystream.core.collector import tune_collector
 from paystream.core.observability import configure_logging
 from paystream.core.settings import Settings
 
@@ -28,6 +29,7 @@ async def _serve(settings: Settings, *, migrate: bool) -> None:
     from connectors.runner import SWITCH_INTERVAL_S, run_sink
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # a process-wide knob, so the process entry point sets it
+    tune_collector(settings.gc_young_threshold)  # likewise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

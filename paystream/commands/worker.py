@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from paystream.core.broker import fetch_cluster_id
+from paystream.core.collector import tune_collector
 from paystream.core.observability import configure_logging
 from paystream.core.settings import Settings
 from schemas.topics import ensure_topics
@@ -57,6 +58,7 @@ def worker(port: int | None, worker_id: str | None) -> None:
 
     async def announce_ready() -> None:
         await startup_finished()
+        tune_collector(settings.gc_young_threshold)  # the app, its services and tables are built by now
         log.info("worker ready", extra={"port": settings.worker_port, "partitions": settings.partitions,
                                         "reconciliation": settings.reconciliation,
                                         "processing_guarantee": settings.processing_guarantee,

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     worker_stop_timeout_s: float = Field(40.0, gt=0, description="longest clean stop after SIGTERM/SIGINT; then the "
                                                                   "worker exits anyway (a stop against an unreachable "
                                                                   "broker otherwise waits out every client timeout)")
+    gc_young_threshold: int = Field(100_000, ge=0, description="the worker's, ingress's and sink's young-generation "
+                                                                "garbage-collection threshold (CPython: 700), with "
+                                                                "start-up objects frozen; 0 keeps CPython's defaults")
     table_standby_replicas: int = Field(1, ge=0, description="standby copies of each table partition")
     reconciliation: bool = Field(True, description="run windowed reconciliation in the workers (costs CPU per "
                                                     "event; off where no ledger is imported)")

@@ -126,6 +126,9 @@ async def test_ops_views_and_logs_of_a_realistic_run(
     assert messages.count("webhook rejected") == refused
     assert "record dead-lettered" in messages
     assert {r.get("process") for r in records} >= {"ingress", "worker"}
+    tuned = [r for r in records if r.get("msg") == "garbage collector tuned"]  # paystream/core/collector.py
+    assert sorted(r["process"] for r in tuned) == ["ingress", "worker"]
+    assert all(r["thresholds"][0] == 100_000 and r["frozen_objects"] > 0 for r in tuned)
 
 
 async def deliver(ingress: IngressProcess, signer: PayPalDevSigner, stripe_secret: str, standard_secret: str,
