@@ -8,13 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from paystream.core.broker import EmbeddedBroker, free_port, producer_options
+from paystream.core.broker import EmbeddedBroker, free_port
 from paystream.dev.scenarios import stripe_payment_intent
-from schemas.serde import envelope_serde
 from schemas.topics import TopicCatalog
-from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
+from tests.fixtures.streams import EnvelopeFactory, WorkerProcess, raw_publisher
 
 UNCLEAN = "exiting without a clean stop"
 
@@ -38,7 +35,11 @@ async def test_a_stop_against_an_unreachable_broker_ends_at_the_timeout(
     broker = broker_factory().start()
     worker = start_worker(stream_env, broker, tmp_path, stop_timeout_s=5)
     try:
-        await publish(broker.bootstrap, stream_env["PAYSTREAM_TOPIC_PREFIX"], envelope_factory, count=20)
+        raw = TopicCatalog(prefix=stream_env["PAYSTREAM_TOPIC_PREFIX"]).raw
+        async with raw_publisher(broker.bootstrap, raw, embedded=True) as publish:
+            await publish(*(envelope_factory(stripe_payment_intent(
+                "payment_intent.succeeded", f"pi_stop_{n}", amount=100, currency="USD", created=1_790_000_000).body)
+                for n in range(20)))
         deadline = time.monotonic() + 30
         while worker.get("/dedup/stats").json()["new"] < 20:
             assert time.monotonic() < deadline, worker.tail()
@@ -53,19 +54,6 @@ async def test_a_stop_against_an_unreachable_broker_ends_at_the_timeout(
     assert code == 1, worker.tail()
     assert 5 <= took < 20, took
     assert UNCLEAN in worker.tail(), worker.tail()
-
-
-async def publish(bootstrap: str, prefix: str, envelope_factory: EnvelopeFactory, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=True))
-    await producer.start()
-    try:
-        serde, raw = envelope_serde(), TopicCatalog(prefix=prefix).raw
-        for n in range(count):
-            envelope = envelope_factory(stripe_payment_intent("payment_intent.succeeded", f"pi_stop_{n}", amount=100,
-                                                              currency="USD", created=1_790_000_000).body)
-            await producer.send_and_wait(raw, serde.encode(envelope), key=envelope.key.encode())
-    finally:
-        await producer.stop()
 
 
 def test_a_healthy_stop_is_clean(stream_env: dict[str, str], broker_factory: Callable[..., Any],
