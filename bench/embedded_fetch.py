@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cpu import tree_cpu_s
 from bench.machine import interrupt_on_sigterm, write_report
+from paystream.core.broker import consumer_fetch_options
 from paystream.core.broker.process import EmbeddedBroker
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2000,10000,20000,40000").split(",")]
@@ -38,6 +39,8 @@ TAILED_SIZES = [int(n) for n in os.environ.get("BENCH_TAILED", "1500,3000").spli
 TAILED_PARTITIONS = 8
 TAILED_RATE = 10  # batches per second per partition: the ingress's 100 ms linger at 500 req/s
 TAILED_SECONDS = 8.0
+FETCH = consumer_fetch_options(embedded=True)  # every consumer's fetch wait on the embedded broker, the worker's too
+WAIT_MS = FETCH["fetch_max_wait_ms"]
 
 
 async def tail_round_trips(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, topic: str,
@@ -65,8 +68,7 @@ async def measure() -> list[tuple[int, float, float, float, float]]:
         await admin.create_topics([NewTopic("grown", 1, 1), NewTopic("small", 1, 1)])
         await admin.close()
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                                    fetch_max_wait_ms=100)  # the worker's short fetch wait
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, **FETCH)
         await producer.start()
         await consumer.start()
         try:
@@ -107,7 +109,7 @@ async def tail_cpu(broker: EmbeddedBroker, producer: AIOKafkaProducer) -> tuple[
     it, and the batches per partition that load appended."""
     if broker.pid is None:
         raise RuntimeError("the broker is not running")
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, **FETCH)
     await consumer.start()
     partitions = [TopicPartition("tailed", p) for p in range(TAILED_PARTITIONS)]
     consumer.assign(partitions)
@@ -162,7 +164,8 @@ def main() -> None:
     cpu_slope = (cpu_rows[-1][1] - cpu_rows[0][1]) / (cpu_rows[-1][0] - cpu_rows[0][0]) * 1000
     cpu_verdict = (f"The broker's CPU under the same load rose from {cpu_rows[0][1]:.0f} to {cpu_rows[-1][1]:.0f} ms "
                    f"per second at {cpu_rows[-1][0]} stored batches per partition (~{cpu_slope:.0f} ms per second "
-                   f"per 1,000 batches per partition, {TAILED_PARTITIONS} partitions fetched about 10 times a second)")
+                   f"per 1,000 batches per partition, {TAILED_PARTITIONS} partitions fetched about "
+                   f"{1000 // WAIT_MS} times a second)")
     print(cpu_verdict)
     table = "\n".join(f"| {size} | {g50:.1f} | {gmax:.1f} | {s50:.1f} | {smax:.1f} |"
                       for size, g50, gmax, s50, smax in rows)
@@ -175,7 +178,8 @@ def main() -> None:
 One embedded broker (the `make run` default), one producer appending single-record batches to partition
 `grown`; at each size, {PROBES} round trips (send one record, fetch it from the tail with aiokafka) on
 `grown` and on `small` (which holds only the probe records). Times in ms; the floor of about 50 ms is the
-consumer's fetch cycle (100 ms fetch wait, as the worker's) after a seek, the same on both partitions.
+consumer's fetch cycle ({WAIT_MS} ms fetch wait, as the worker's) after a seek, the same on both
+partitions.
 The round trip lines up with that cycle, so a slower listing can also push a probe's fetch into a
 later cycle and its median back to the floor (watch the max); the CPU table below is the steadier measure.
 
@@ -186,8 +190,8 @@ later cycle and its median back to the floor (watch the max); the CPU table belo
 {verdict}.
 
 Broker CPU while {TAILED_PARTITIONS} partitions of `tailed` each take {TAILED_RATE} single-record batches per second and
-one consumer tails them (100 ms fetch wait), {TAILED_SECONDS:.0f} s per size, by the batches each partition
-held when the load began:
+one consumer tails them ({WAIT_MS} ms fetch wait), {TAILED_SECONDS:.0f} s per size, by the batches each
+partition held when the load began:
 
 | batches per partition | broker CPU, ms per s |
 |---:|---:|
