@@ -14,7 +14,8 @@ import pytest
 from ingress.exceptions import VerificationError
 from ingress.verify.certs import PayPalCertStore
 from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS
-from tests.security.support import STANDARD_SOURCE, Harness, RecordingFetcher, raw_headers
+from tests.security.reference import STANDARD_SOURCE
+from tests.security.support import Harness, RecordingFetcher, raw_headers
 
 EXTREME_TIMES = ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+10:00"]
 

@@ -8,7 +8,7 @@ another seed — to the body or to one header, and sends the result into the rea
 
 For every example:
 - the status is one of the documented ones (never 5xx) and the error body names a known code;
-- a 200 only if the independent reference verifier (tests/security/support.py) calls the
+- a 200 only if the independent reference verifier (tests/security/reference.py) calls the
   request valid, exactly one envelope is published, carrying the exact body and headers,
   and that envelope re-verifies with the real and the reference verifiers;
 - a refusal publishes nothing, and a request the reference verifier calls valid is never

@@ -4,7 +4,7 @@ Headers are assembled from the real values of the shared vectors (real timestamp
 signatures, the other secret's signature, v0 entries) mixed with hostile tokens: unicode
 digits that `int()` accepts, case changes, whitespace, empty and duplicated parameters,
 separators of the other scheme. The verifier must only ever raise `VerificationError`, and
-must accept exactly when the reference verifier in `support.py` (written from the providers'
+must accept exactly when the reference verifier in `reference.py` (written from the providers'
 documentation) does. The normalizers get the same treatment in `test_fuzz_normalize.py`.
 """
 
@@ -27,18 +27,17 @@ from ingress.signing import sign_standard, sign_stripe
 from ingress.verify import PayPalCertStore, PayPalVerifier, StandardVerifier, StripeVerifier
 from ingress.verify.certs import cache_file_name
 from paystream.core.settings import DEFAULT_PAYPAL_CERT_HOSTS
-from tests.security.support import (
+from tests.security.reference import (
     PAYPAL_LIVE,
     STANDARD_SECRET,
     STANDARD_VECTORS,
     STRIPE_SECRETS,
     STRIPE_VECTORS,
-    TRICKY,
-    RecordingFetcher,
     paypal_reference_ok,
     standard_reference_ok,
     stripe_reference_ok,
 )
+from tests.security.support import TRICKY, RecordingFetcher
 
 fuzz = settings(max_examples=1500, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

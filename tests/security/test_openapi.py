@@ -34,7 +34,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance, response
 
 from ingress.signing import sign_standard, sign_stripe
 from tests.security.conftest import NOW
-from tests.security.support import STANDARD_SECRET, STRIPE_SECRETS, Harness, assert_published_reverify, make_harness
+from tests.security.reference import STANDARD_SECRET, STRIPE_SECRETS
+from tests.security.support import Harness, assert_published_reverify, make_harness
 
 SIGN_HEADER = b"x-test-sign"
 
