@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:
 
 from bench.machine import interrupt_on_sigterm, write_report  # noqa: E402
 from paystream.core.broker import EmbeddedBroker, free_port, producer_options  # noqa: E402
+from paystream.core.broker.compat import EMBEDDED_SESSION_TIMEOUT_MS  # noqa: E402
 from schemas.records import HistoryEntry, PaymentState  # noqa: E402
 from schemas.serde import payment_state_serde  # noqa: E402
 from schemas.topics import TopicCatalog, ensure_topics, partition_for  # noqa: E402
@@ -350,10 +351,10 @@ with other work: repeated runs vary by about ±20 %.
   {num('rocksdb_mib'):.0f} MiB.
 - Graceful stop (SIGTERM → exit) before the warm restart: {num('stop_s'):.1f} s.
 - Load average at the end of the run: {results.get('load', '?')} (2 cores, shared with other work).
-- Takeover includes the broker noticing the dead member (session timeout 6 s on the embedded
-  broker, `paystream.core.broker.compat`; 30 s on Kafka) and the rebalance. Killed while the standby
-  copies were still catching up (5 s after phase 3 instead of after 3b), the takeover took 90.8 s
-  in an earlier run: the survivor first had to restore what its standbys had not read yet.
+- Takeover includes the broker noticing the dead member (session timeout {EMBEDDED_SESSION_TIMEOUT_MS / 1000:g} s on the
+  embedded broker, `paystream.core.broker.compat`; 30 s by default on Kafka) and the rebalance. Killed while the
+  standby copies were still catching up (5 s after phase 3 instead of after 3b), the takeover took 90.8 s
+  in an earlier run (2026-11-27, 6 s session): the survivor first had to restore what its standbys had not read yet.
 - "3b" is measured from the 2nd worker's start until its RocksDB directory holds ≥ 80 % of the
   size of the whole table after phase 1 and stopped growing for 5 s (a size heuristic: Faust does
   not report standby lag).

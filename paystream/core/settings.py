@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     group_session_timeout_s: float = Field(
         30.0, ge=6, le=1800, description="Apache Kafka consumer groups (workers, sink): how long a killed member's "
                                          "partitions wait before the group hands them on; the embedded broker "
-                                         "always uses 6 s (quirk 5)")
+                                         "always uses 2 s (quirk 5)")
 
     # Ingress: verification
     stripe_webhook_secrets: SecretList = Field(default_factory=list, description="comma list, several during rotation")
