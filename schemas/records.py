@@ -67,10 +67,10 @@ class WebhookEnvelope(Record):
 
 @dataclass(slots=True, frozen=True)
 class MoneyPart:
-    """One refund, dispute, capture or authorization as one event states it.
+    """One refund, reversal, dispute, capture or authorization as one event states it.
 
-    Statuses are canonical per kind: refund pending|succeeded|failed|canceled,
-    dispute open|won|lost, capture pending|succeeded|failed, authorization
+    Statuses are canonical per kind: refund and reversal pending|succeeded|failed|canceled,
+    dispute open|inquiry|won|lost, capture pending|succeeded|failed, authorization
     open|captured|voided. `id` is empty when the provider gives the part none.
     """
 

@@ -8,14 +8,16 @@ result; the state machine (`streams/state.py`) and reconciliation
 Money is kept by component, never as "the last value written":
 - captures by capture id (a provider's running figure such as Stripe's
   `amount_captured` is per capture: the largest succeeded figure counts);
-- refunds by refund id with their own status: succeeded ones are `refunded_minor`,
+- refunds (and reversals: money the provider took back, PayPal) by id with their own status:
+  succeeded ones are `refunded_minor`,
   pending ones `refund_pending_minor`, failed and canceled ones nothing. A provider's
   cumulative total (Stripe's `amount_refunded`, PayPal's `total_refunded_amount`) is a
   total: it adds only what the refunds known to be counted at its time do not explain;
-- disputes by dispute id with open/won/lost: open and lost ones are `disputed_minor`;
+- disputes by dispute id with open/inquiry/won/lost: open and lost ones are `disputed_minor`
+  (an inquiry moves no money until it becomes a dispute), less what reversals already took;
 - authorizations by id: what is open and not yet captured is `authorized_minor`.
 
-The status is derived from those components, in this precedence: an open dispute,
+The status is derived from those components, in this precedence: an open dispute or inquiry,
 a lost dispute, refunds (full or partial against the captured amount), a won dispute,
 then the payment's own status (its latest payment or authorization event by provider
 time, status rank as tie-break; any succeeded capture makes it at least `succeeded`).
@@ -79,7 +81,8 @@ _ENDED = frozenset({_STATUS_FAILED, _STATUS_CANCELED})
 # Within one provider second, the later stage of a part wins.
 _PART_RANK: dict[str, dict[str, int]] = {
     "refund": {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2},
-    "dispute": {"open": 0, "won": 1, "lost": 1},
+    "reversal": {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2},
+    "dispute": {"inquiry": 0, "open": 0, "won": 1, "lost": 1},
     "capture": {"pending": 0, "failed": 1, "succeeded": 2},
     "authorization": {"open": 0, "captured": 1, "voided": 1},
 }
@@ -199,6 +202,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     currencies: list[str] = []
     base: HistoryEntry | None = None
     amount_entry: HistoryEntry | None = None
+    requested_entry: HistoryEntry | None = None
     pre_capture_amounts: set[int] = set()
     totals: dict[str, HistoryEntry] = {}
     latest_refund_status: str | None = None
@@ -221,16 +225,23 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
             if entry.amount_minor is not None:
                 amount_entry = entry
                 if entry.status in _PRE_CAPTURE:
+                    requested_entry = entry
                     pre_capture_amounts.add(entry.amount_minor)
         elif entry.kind == _KIND_REFUND:
             if entry.refunded_total_minor is not None:
-                totals[_scope(entry)] = entry
+                scope, known = _scope(entry), totals.get(_scope(entry))
+                # ordered by time; within one provider second a cumulative total only grows
+                if known is None or known.occurred_at < entry.occurred_at or \
+                        entry.refunded_total_minor >= (known.refunded_total_minor or 0):
+                    totals[scope] = entry
             if entry.status is not None:
                 latest_refund_status = entry.status
 
     money = Money(status=_STATUS_CREATED, status_at=status_at, first_at=first.occurred_at,
                   last_at=last.occurred_at, last_event_key=last.event_key, confirmed_at=confirmed_at,
                   currency=currencies[0] if currencies else None)
+    # the amount asked for (or held) before any capture; a capture's own figure only when no such event came
+    amount_entry = requested_entry or amount_entry
     money.amount_minor = amount_entry.amount_minor if amount_entry is not None else None
     deciders: set[str] = set()
 
@@ -243,16 +254,19 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         elif kind == "authorization" and latest.status == "open":
             authorized_open += latest.amount_minor
 
-    # refunds: by id, plus what a cumulative total says beyond them
+    # refunds and reversals: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
-    for refund_id, seen, latest in _components(parts, "refund", deciders):
-        money.refunds[refund_id] = latest.amount_minor
-        money.refund_states[refund_id] = latest.status
-        if latest.status == "succeeded":
-            money.refunded_minor += latest.amount_minor
-        elif latest.status == "pending":
-            money.refund_pending_minor += latest.amount_minor
-        known_by_scope[seen.scope()].append(seen)
+    reversed_minor = 0
+    for kind in ("refund", "reversal"):
+        for refund_id, seen, latest in _components(parts, kind, deciders):
+            money.refunds[refund_id] = latest.amount_minor
+            money.refund_states[refund_id] = latest.status
+            if latest.status == "succeeded":
+                money.refunded_minor += latest.amount_minor
+                reversed_minor += latest.amount_minor if kind == "reversal" else 0
+            elif latest.status == "pending":
+                money.refund_pending_minor += latest.amount_minor
+            known_by_scope[seen.scope()].append(seen)
     for scope, total in totals.items():
         explained = sum(seen.latest().amount_minor for seen in known_by_scope.get(scope, ())
                         if seen.status_at(total.occurred_at) in _COUNTED_REFUND)
@@ -265,9 +279,11 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         money.dispute_states[dispute_id] = latest.status
         if latest.status in ("open", "lost"):
             money.disputed_minor += latest.amount_minor
+    # a reversal is the provider taking disputed money back: counted once, as refunded
+    money.disputed_minor = max(0, money.disputed_minor - reversed_minor)
     states = set(money.dispute_states.values())
     money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
-        "won" if "won" in states else None
+        "inquiry" if "inquiry" in states else "won" if "won" in states else None
 
     # the payment's own status, then the components over it
     own = base.status if base is not None and base.status is not None else _STATUS_CREATED
@@ -278,7 +294,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     if own not in _ENDED and money.captured_minor < authorized_open:
         money.authorized_minor = authorized_open - money.captured_minor
     basis = money.captured_minor or money.amount_minor or 0
-    if money.dispute_status == "open":
+    if money.dispute_status in ("open", "inquiry"):
         status = _STATUS_DISPUTED
     elif money.dispute_status == "lost":
         status = _STATUS_DISPUTE_LOST

@@ -3,7 +3,7 @@
 Bodies follow the shapes in `shared/reference/providers.md` (Stripe API 2022-11-15+
 objects; PayPal v2 captures/refunds; disputes), with the fields the normalizers read.
 `Delivery.payment_id` is the canonical payment (Stripe's PaymentIntent, PayPal's order).
-Every money shape, including Stripe's pre-2022 one, is in `paystream/dev/stories.py`.
+Every money shape, including Stripe's pre-2022 one, is in `paystream/dev/stories/`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,12 @@ Decisions where the provider leaves room:
   moved yet, so "authorized" would overstate it.
 - CHECKOUT.ORDER.COMPLETED with intent AUTHORIZE and only `authorizations[]` is `authorized`
   (kind authorization), never `succeeded`: no money was captured.
-- PAYMENT.CAPTURE.REVERSED returns the whole capture: a succeeded refund of its amount.
+- PAYMENT.CAPTURE.REVERSED (and a v1 sale's) is PayPal taking the money back, for a chargeback
+  or a dispute it decided: a `reversal` part, counted as refunded; the fold does not count a
+  dispute's money again where a reversal already took it.
+- A dispute resolved against the merchant counts `dispute_outcome.amount_refunded` (what was
+  refunded in the end) when PayPal states it, else `dispute_amount`. RESOLVED_WITH_PAYOUT is a
+  win for the merchant: PayPal paid the buyer itself.
 - CUSTOMER.DISPUTE.RESOLVED with outcome NONE or an outcome code not listed states no outcome.
 - v1 refund resources (PAYMENT.SALE.REFUNDED/REVERSED) state their amount negative
   ("-0.01"): the sign is PayPal's convention there and is dropped. A v1 reversal that names
@@ -79,9 +84,9 @@ _REFUND_NOT_COUNTED = frozenset({"CANCELLED", "FAILED", "cancelled", "failed"})
 _DISPUTE_OUTCOME: dict[str, Status] = {
     "RESOLVED_SELLER_FAVOUR": Status.DISPUTE_WON,
     "CANCELED_BY_BUYER": Status.DISPUTE_WON,
+    "RESOLVED_WITH_PAYOUT": Status.DISPUTE_WON,
     "DENIED": Status.DISPUTE_WON,
     "RESOLVED_BUYER_FAVOUR": Status.DISPUTE_LOST,
-    "RESOLVED_WITH_PAYOUT": Status.DISPUTE_LOST,
     "ACCEPTED": Status.DISPUTE_LOST,
 }
 _CAPTURE_PART = {"COMPLETED": "succeeded", "PENDING": "pending", "DECLINED": "failed", "DENIED": "failed",
@@ -198,7 +203,7 @@ def _refund(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) -> 
         provider_status=own,
         related_ids=_related(**{"sale" if v1 else "capture": parent}, refund=refund),
         refunded_total_minor=total,
-        parts=[MoneyPart("refund", refund, amount, part_status)],
+        parts=[MoneyPart("reversal" if etype.endswith(".REVERSED") else "refund", refund, amount, part_status)],
     )
 
 
@@ -211,7 +216,13 @@ def _dispute(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) ->
     amount, currency = _money(res, "dispute_amount")
     status: Status | None = Status.DISPUTED
     if etype == "CUSTOMER.DISPUTE.RESOLVED":
-        status = _DISPUTE_OUTCOME.get(str_at(obj_at(res, "dispute_outcome"), "outcome_code") or "")
+        outcome_doc = obj_at(res, "dispute_outcome")
+        status = _DISPUTE_OUTCOME.get(str_at(outcome_doc, "outcome_code") or "")
+        if status is Status.DISPUTE_LOST and obj_at(outcome_doc, "amount_refunded") is not None:
+            amount, refunded_currency = _money(outcome_doc, "amount_refunded")
+            if refunded_currency != currency:
+                raise NormalizeError("currency_mismatch",
+                                     f"amount_refunded in {refunded_currency}, dispute in {currency}")
     dispute = str_at(res, "dispute_id")
     outcome = {Status.DISPUTED: "open", Status.DISPUTE_WON: "won", Status.DISPUTE_LOST: "lost"}.get(status) \
         if status is not None else None

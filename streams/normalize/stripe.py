@@ -14,14 +14,21 @@ the charge and the worker resolves it through the charge → PaymentIntent link 
 Money travels as parts (`MoneyPart`), folded by `streams/fold.py`:
 - a capture part (one per payment: a PaymentIntent has at most one succeeded charge) from
   succeeded/pending/failed charges and `payment_intent.succeeded` (`amount_received`);
-- an authorization part from uncaptured charges and `amount_capturable_updated`, voided by
-  `payment_intent.canceled` and `charge.expired`;
+- an authorization part from uncaptured charges and `amount_capturable_updated`, closed by a
+  capture (Stripe captures once and releases the rest) and voided by `payment_intent.canceled`,
+  `charge.expired` and the release of an uncaptured charge;
 - a refund part per refund object, and per entry of an old-shape `charge.refunded`'s
   `refunds.data[]`; that event's cumulative `amount_refunded` is `refunded_total_minor`, a
   total, never one refund's amount;
-- a dispute part per dispute: open while `needs_response`/`under_review` (and the
-  `warning_*` inquiries), won for `won`, `warning_closed`, `prevented` and
-  `funds_reinstated`, lost for `lost`.
+- a dispute part per dispute: open while `needs_response`/`under_review`, an inquiry (no money
+  moved) while `warning_needs_response`/`warning_under_review`, won for `won`, `warning_closed`,
+  `prevented` and `funds_reinstated`, lost for `lost`.
+
+Money Stripe releases without capturing it is not a refund, though Stripe books it as one
+(`released_minor`): a released uncaptured charge says `refunded: true` and counts its whole
+amount in `amount_refunded` (its `charge.refunded` is a void), and a partial capture counts the
+uncaptured rest there and, in the old shape, lists a refund for it (the charge's oldest). So a
+charge's total is `amount_refunded` less what was released, and that listed refund is left out.
 
 Other decisions: `occurred_at` is the event's `created` (when the change happened), not the
 object's; `status` on refund and dispute events is informational (the fold derives the
@@ -88,7 +95,10 @@ _CLOSED_DISPUTE: dict[str, Status] = {
 _REFUND_NOT_COUNTED = frozenset({"failed", "canceled"})
 _REFUND_PART_STATUS = {"pending": "pending", "requires_action": "pending", "succeeded": "succeeded",
                        "failed": "failed", "canceled": "canceled"}
-_DISPUTE_PART_STATUS = {"won": "won", "warning_closed": "won", "prevented": "won", "lost": "lost"}
+_DISPUTE_PART_STATUS = {"won": "won", "warning_closed": "won", "prevented": "won", "lost": "lost",
+                        "warning_needs_response": "inquiry", "warning_under_review": "inquiry"}
+_RELEASE_REASON = "expired_uncaptured_charge"
+"""A refund Stripe makes itself to release an uncaptured charge: a void, not money returned."""
 _CAPTURE = "capture"
 
 
@@ -146,7 +156,7 @@ def _payment_intent(env: WebhookEnvelope, etype: str, obj: Json, occurred: datet
     charge = ref_id(obj.get("latest_charge")) or (ref_id(charges[0]) if charges else None)
     kind = Kind.AUTHORIZATION if etype == "payment_intent.amount_capturable_updated" else Kind.PAYMENT
     parts = {
-        "payment_intent.succeeded": [_capture(amount, "succeeded")],
+        "payment_intent.succeeded": [_capture(amount, "succeeded"), _authorization(amount, "captured")],
         "payment_intent.amount_capturable_updated": [_authorization(amount, "open")],
         "payment_intent.canceled": [_authorization(amount, "voided")],
     }.get(etype, [])
@@ -172,17 +182,34 @@ def _charge_ids(obj: Json) -> tuple[str, str | None]:
     return charge, ref_id(obj.get("payment_intent"))
 
 
+def _released(obj: Json) -> int:
+    """What Stripe released of this charge without capturing it (and counts in `amount_refunded`)."""
+    refunded = int_at(obj, "amount_refunded") or 0
+    if obj.get("captured") is False:
+        return refunded  # nothing captured: whatever went back was the hold
+    amount, captured = int_at(obj, "amount"), int_at(obj, "amount_captured")
+    if amount is None or captured is None or obj.get("status") != "succeeded":
+        return 0
+    return min(refunded, max(0, amount - captured))
+
+
+def _is_released_hold(obj: Json) -> bool:
+    return obj.get("captured") is False and (obj.get("refunded") is True or _released(obj) > 0)
+
+
 def _derived_charge_status(obj: Json) -> Status | None:
     status = obj.get("status")
     if status == "succeeded":
-        return Status.SUCCEEDED if obj.get("captured") is not False else Status.AUTHORIZED
+        if obj.get("captured") is not False:
+            return Status.SUCCEEDED
+        return Status.CANCELED if _is_released_hold(obj) else Status.AUTHORIZED
     return {"pending": Status.PROCESSING, "failed": Status.FAILED}.get(status) if isinstance(status, str) else None
 
 
 def _charge(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
     _expect_object(obj, "charge")
     charge, pi = _charge_ids(obj)
-    status = _CHARGE_STATUS[etype] or _derived_charge_status(obj)
+    status = _CHARGE_STATUS.get(etype) or _derived_charge_status(obj)
     amount = _amount(obj, "amount")
     captured = int_at(obj, "amount_captured")
     if status is Status.SUCCEEDED and captured:
@@ -205,7 +232,7 @@ def _charge(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> 
 def _charge_parts(status: Status | None, amount: int) -> list[MoneyPart]:
     """What a charge snapshot says of the capture: held (authorized), taken, pending, failed or expired."""
     return {
-        Status.SUCCEEDED: [_capture(amount, "succeeded")],
+        Status.SUCCEEDED: [_capture(amount, "succeeded"), _authorization(amount, "captured")],
         Status.AUTHORIZED: [_authorization(amount, "open")],
         Status.PROCESSING: [_capture(amount, "pending")],
         Status.FAILED: [_capture(amount, "failed")],
@@ -215,16 +242,20 @@ def _charge_parts(status: Status | None, amount: int) -> list[MoneyPart]:
 
 def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
     _expect_object(obj, "charge")
+    if _is_released_hold(obj):
+        return _charge(env, etype, obj, occurred)  # an uncaptured charge released: a void, not a refund
     charge, pi = _charge_ids(obj)
-    refunded = _amount(obj, "amount_refunded")
+    gross = _amount(obj, "amount_refunded")
+    released = _released(obj)
+    refunded = gross - released
     captured = int_at(obj, "amount_captured")
     base = check_minor(captured) if captured else _amount(obj, "amount")
-    full = obj.get("refunded") is True or refunded >= base
+    full = refunded >= base if released else obj.get("refunded") is True or refunded >= base
     # each embedded refund (before 2022-11-15; up to 10, newest first) is a part with its own status
-    parts = [part for r in list_at(obj_at(obj, "refunds"), "data") if isinstance(r, dict)
-             and (part := _refund_part(r)) is not None]
+    listed = [r for r in list_at(obj_at(obj, "refunds"), "data") if isinstance(r, dict)]
+    parts = [part for r in _without_release(listed, released, gross) if (part := _refund_part(r)) is not None]
     if obj.get("status") == "succeeded" and obj.get("captured") is not False:
-        parts.append(_capture(base, "succeeded"))
+        parts += [_capture(base, "succeeded"), _authorization(_amount(obj, "amount"), "captured")]
     return build_event(
         env,
         event_type=etype,
@@ -241,6 +272,19 @@ def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: date
     )
 
 
+def _without_release(listed: list[Json], released: int, gross: int) -> list[Json]:
+    """The listed refunds less the one a partial capture made for its uncaptured rest: the charge's
+    oldest, for exactly that amount, and only when the list holds every refund (it sums to the total)."""
+    if not released or sum(int_at(r, "amount") or 0 for r in listed
+                           if r.get("status") not in _REFUND_NOT_COUNTED) != gross:
+        return listed
+    candidates = [r for r in listed if int_at(r, "amount") == released and r.get("status") == "succeeded"]
+    if not candidates:
+        return listed
+    release = min(candidates, key=lambda r: (int_at(r, "created") or 0, str(r.get("id"))))
+    return [r for r in listed if r is not release]
+
+
 def _refund(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> PaymentEvent:
     _expect_object(obj, "refund")
     refund = str_at(obj, "id")
@@ -251,8 +295,14 @@ def _refund(env: WebhookEnvelope, etype: str, obj: Json, occurred: datetime) -> 
     if payment_id is None:
         raise NormalizeError("missing_payment_id", "refund names neither payment_intent nor charge")
     own_status = str_at(obj, "status")
-    counted = etype != "refund.failed" and own_status not in _REFUND_NOT_COUNTED
     amount = _amount(obj, "amount")
+    if obj.get("reason") == _RELEASE_REASON:  # Stripe released an uncaptured charge: a void
+        return build_event(env, event_type=etype, payment_id=payment_id, kind=Kind.AUTHORIZATION,
+                           occurred_at=occurred, status=Status.CANCELED, amount_minor=amount,
+                           currency=_currency(obj), provider_status=own_status,
+                           related_ids=_related(payment_intent=pi, charge=charge, refund=refund),
+                           parts=[_authorization(amount, "voided")])
+    counted = etype != "refund.failed" and own_status not in _REFUND_NOT_COUNTED
     part = _refund_part(obj, etype)
     return build_event(
         env,

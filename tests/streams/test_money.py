@@ -1,6 +1,6 @@
 """Money by component: every provider shape folds to the right `payments` row, in any order.
 
-The stories (`paystream/dev/stories.py`) cover both Stripe API shapes and PayPal v2: partial
+The stories (`paystream/dev/stories/`) cover both Stripe API shapes and PayPal v2: partial
 refunds, refunds that fail or are canceled, disputes lost and won around plain payment events,
 refunds during a dispute, PayPal authorize-then-capture and voided authorizations, and refunds
 or disputes that name only the charge/capture and arrive before the payment's own event.
@@ -43,7 +43,7 @@ def events_of(story: Story, order: list[int] | None = None) -> list[PaymentEvent
 
 
 def row(state: PaymentState) -> tuple[object, ...]:
-    return (state.status, state.captured_minor, state.refunded_minor, state.refund_pending_minor,
+    return (state.status, state.amount_minor, state.captured_minor, state.refunded_minor, state.refund_pending_minor,
             state.authorized_minor, state.disputed_minor, state.dispute_status, state.dispute_count)
 
 

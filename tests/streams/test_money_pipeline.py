@@ -1,6 +1,6 @@
 """The money stories through the real pipeline: webhooks → worker → sink, on SQLite and PostgreSQL.
 
-Every story (both Stripe API shapes, PayPal v2; see `paystream/dev/stories.py`) is published as
+Every story (both Stripe API shapes, PayPal v2; see `paystream/dev/stories/`) is published as
 raw webhooks in the order the provider sent them — refunds and disputes that name only a charge
 or capture first where the story says so — with the merchant's ledger entry for each payment.
 The `payments` rows, the `payment_events` rows and each story's reconciliation window must say
@@ -22,7 +22,7 @@ import pytest
 from connectors.runner import SinkRunner
 from paystream.core.settings import Settings
 from paystream.dev.scenarios import stripe_payment_intent
-from paystream.dev.stories import AMOUNT, CURRENCY, all_stories
+from paystream.dev.stories import CURRENCY, all_stories
 from schemas.records import LedgerEntry
 from schemas.serde import ledger_serde
 from schemas.topics import TopicCatalog, partition_for
@@ -55,8 +55,9 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 150) ->
 
 
 def payments(db: Db) -> dict[str, tuple[object, ...]]:
-    rows = db.rows("SELECT provider, payment_id, status, captured_minor, refunded_minor, refund_pending_minor, "
-                   "authorized_minor, disputed_minor, dispute_status, dispute_count FROM payments")
+    rows = db.rows("SELECT provider, payment_id, status, amount_minor, captured_minor, refunded_minor, "
+                   "refund_pending_minor, authorized_minor, disputed_minor, dispute_status, dispute_count "
+                   "FROM payments")
     return {f"{r[0]}:{r[1]}": tuple(r[2:]) for r in rows}
 
 
@@ -76,7 +77,7 @@ async def test_every_money_story_lands_right_in_payments_and_reconciliation(
     producer = await producer_factory()
     serde = ledger_serde()
     for story in stories:
-        entry = LedgerEntry(payment_id=story.payment_id, provider=story.provider, amount_minor=AMOUNT,
+        entry = LedgerEntry(payment_id=story.payment_id, provider=story.provider, amount_minor=story.booked_minor,
                             currency=CURRENCY, expected_at=story.at, merchant_reference=f"order-{story.name}")
         await producer.send_and_wait(topics.ledger, serde.encode(entry), key=entry.payment_key.encode())
     # stories interleaved; each story's deliveries keep the provider's order (alias-only events first)
@@ -118,9 +119,9 @@ async def test_every_money_story_lands_right_in_payments_and_reconciliation(
     for (provider, start_ms), story in story_windows.items():
         captured, refunded, confirmed, ledger, missing, unexpected, mismatches = windows(sink_backend)[
             (provider, start_ms)]
-        assert (ledger, unexpected, mismatches) == (AMOUNT, [], []), story.name
+        assert (ledger, unexpected, mismatches) == (story.booked_minor, [], []), story.name
         if story.confirmed:
-            assert (missing, confirmed, captured, refunded) == ([], AMOUNT, AMOUNT, story.expected.refunded), \
-                story.name
+            assert (missing, confirmed, captured, refunded) == (
+                [], story.expected.captured, story.expected.captured, story.expected.refunded), story.name
         else:
             assert (missing, confirmed) == ([story.payment_id], 0), story.name

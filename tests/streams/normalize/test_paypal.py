@@ -193,8 +193,8 @@ def test_dispute_updated(envelope_factory: EnvelopeFactory) -> None:
         ("RESOLVED_SELLER_FAVOUR", "dispute_won"),
         ("CANCELED_BY_BUYER", "dispute_won"),
         ("DENIED", "dispute_won"),
+        ("RESOLVED_WITH_PAYOUT", "dispute_won"),  # PayPal paid the buyer itself: the merchant kept the money
         ("RESOLVED_BUYER_FAVOUR", "dispute_lost"),
-        ("RESOLVED_WITH_PAYOUT", "dispute_lost"),
         ("ACCEPTED", "dispute_lost"),
         ("NONE", None),
         ("SOMETHING_NEW", None),

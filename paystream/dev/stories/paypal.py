@@ -1,0 +1,181 @@
+"""PayPal money stories: refunds and disputes name only the capture, so some are delivered before it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from paystream.dev.scenarios import Delivery, paypal_capture, paypal_dispute
+from paystream.dev.stories.model import AMOUNT, CURRENCY, Expected, Story, dump
+
+__all__ = ["paypal_stories"]
+
+
+def _paypal(event_id: str, event_type: str, resource_type: str, when: datetime, resource: Mapping[str, object],
+            payment: str) -> Delivery:
+    body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": resource_type,
+            "resource_version": "2.0", "event_type": event_type, "summary": event_type, "resource": resource}
+    return Delivery("paypal", event_id, event_type, dump(body), payment)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _money(minor: int) -> dict[str, str]:
+    return {"currency_code": CURRENCY, "value": f"{minor // 100}.{minor % 100:02d}"}
+
+
+def _pp_refund(name: str, n: int, refund: str, capture: str, order: str, when: datetime, amount: int, status: str,
+               total: int, event_type: str = "PAYMENT.CAPTURE.REFUNDED") -> Delivery:
+    resource = {"id": refund, "status": status, "amount": _money(amount),
+                "seller_payable_breakdown": {"total_refunded_amount": _money(total)},
+                "create_time": _rfc3339(when), "update_time": _rfc3339(when),
+                "links": [{"href": f"https://api.paypal.com/v2/payments/captures/{capture}", "rel": "up"}]}
+    if event_type.endswith("REVERSED"):
+        resource["note_to_payer"] = "Payment reversed"
+    return _paypal(f"WH-{name}-{n}", event_type, "refund", when, resource, order)
+
+
+def _pp_order(name: str, n: int, event_type: str, order: str, when: datetime, *,
+              authorization: tuple[str, str] | None = None) -> Delivery:
+    resource: dict[str, object] = {"id": order, "intent": "AUTHORIZE",
+                                   "status": "COMPLETED" if event_type.endswith("COMPLETED") else "APPROVED",
+                                   "create_time": _rfc3339(when), "update_time": _rfc3339(when),
+                                   "purchase_units": [{"reference_id": "default", "amount": _money(AMOUNT)}]}
+    if authorization is not None:
+        auth_id, status = authorization
+        resource["purchase_units"] = [{"reference_id": "default", "amount": _money(AMOUNT), "payments": {
+            "authorizations": [{"id": auth_id, "status": status, "amount": _money(AMOUNT)}]}}]
+    return _paypal(f"WH-{name}-{n}", event_type, "checkout-order", when, resource, order)
+
+
+def _pp_authorization(name: str, n: int, event_type: str, auth: str, order: str, when: datetime) -> Delivery:
+    resource = {"id": auth, "status": "VOIDED" if event_type.endswith("VOIDED") else "CREATED",
+                "amount": _money(AMOUNT), "create_time": _rfc3339(when), "update_time": _rfc3339(when),
+                "supplementary_data": {"related_ids": {"order_id": order}},
+                "links": [{"href": f"https://api.paypal.com/v2/checkout/orders/{order}", "rel": "up"}]}
+    return _paypal(f"WH-{name}-{n}", event_type, "authorization", when, resource, order)
+
+
+def _pp_capture(name: str, n: int, capture: str, order: str, when: datetime, authorization: str | None = None
+                ) -> Delivery:
+    delivery = paypal_capture("PAYMENT.CAPTURE.COMPLETED", capture, order=order, amount=AMOUNT, currency=CURRENCY,
+                              when=when)
+    body = json.loads(delivery.body)
+    body["id"] = f"WH-{name}-{n}"
+    if authorization is not None:
+        body["resource"]["supplementary_data"]["related_ids"]["authorization_id"] = authorization
+    return Delivery("paypal", body["id"], delivery.event_type, dump(body), order)
+
+
+def _pp_dispute(name: str, n: int, event_type: str, dispute: str, capture: str, order: str, when: datetime,
+                outcome: str | None = None, *, stage: str = "INQUIRY", refunded: int | None = None) -> Delivery:
+    """`refunded`: the resolution's `dispute_outcome.amount_refunded` (what the buyer got back in the end)."""
+    delivery = paypal_dispute(event_type, dispute, capture, amount=AMOUNT, currency=CURRENCY, when=when,
+                              outcome=outcome)
+    body = json.loads(delivery.body)
+    body["id"] = f"WH-{name}-{n}"
+    body["resource"]["dispute_life_cycle_stage"] = stage
+    if refunded is not None:
+        body["resource"]["dispute_outcome"]["amount_refunded"] = _money(refunded)
+    return Delivery("paypal", body["id"], event_type, dump(body), order)
+
+
+def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
+    stories: list[Story] = []
+
+    def story(name: str, deliveries: Callable[[str, str, datetime], list[Delivery]], expected: Expected,
+              confirmed: bool = True) -> None:
+        when = at(offset + len(stories))
+        order, capture = f"O-{name}".upper().replace("_", "-"), f"C-{name}".upper().replace("_", "-")
+        stories.append(Story(name, "paypal", order, deliveries(order, capture, when), expected, when, confirmed))
+
+    minute = timedelta(minutes=1)
+    name = "paypal_two_partial_refunds"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-A", c, o, w + minute, 500, "COMPLETED", 500),
+        _pp_refund(name, 2, "R-PP-B", c, o, w + 2 * minute, 1000, "COMPLETED", 1500),
+    ], Expected("partially_refunded", refunded=1500))
+    name = "paypal_refund_pending_then_failed"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-C", c, o, w + minute, AMOUNT, "PENDING", AMOUNT),
+        _pp_refund(name, 2, "R-PP-C", c, o, w + 30 * minute, AMOUNT, "FAILED", 0),
+    ], Expected("succeeded"))
+    name = "paypal_refund_canceled"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-D", c, o, w + minute, 800, "PENDING", 800),
+        _pp_refund(name, 2, "R-PP-D", c, o, w + 10 * minute, 800, "CANCELLED", 0),
+    ], Expected("succeeded"))
+    name = "paypal_dispute_lost"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-1", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-1", c, o, w + 30 * minute,
+                    "RESOLVED_BUYER_FAVOUR"),
+    ], Expected("dispute_lost", disputed=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_dispute_won"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-2", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-2", c, o, w + 30 * minute,
+                    "RESOLVED_SELLER_FAVOUR"),
+    ], Expected("dispute_won", dispute_status="won", dispute_count=1))
+    name = "paypal_partial_refund_during_dispute"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-3", c, o, w + minute),
+        _pp_refund(name, 2, "R-PP-E", c, o, w + 2 * minute, 500, "COMPLETED", 500),
+    ], Expected("disputed", refunded=500, disputed=AMOUNT, dispute_status="open", dispute_count=1))
+    name = "paypal_chargeback_reversed_and_lost"  # the reversal takes the disputed money: counted once
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-5", c, o, w + minute, stage="CHARGEBACK"),
+        _pp_refund(name, 2, "R-PP-H", c, o, w + 2 * minute, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-5", c, o, w + 60 * minute,
+                    "RESOLVED_BUYER_FAVOUR", stage="CHARGEBACK", refunded=AMOUNT),
+    ], Expected("dispute_lost", refunded=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_dispute_lost_in_part"  # the outcome states what the buyer got back
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-6", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-6", c, o, w + 30 * minute,
+                    "RESOLVED_BUYER_FAVOUR", refunded=500),
+    ], Expected("dispute_lost", disputed=500, dispute_status="lost", dispute_count=1))
+    name = "paypal_dispute_paid_out_by_paypal"
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-7", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-7", c, o, w + 30 * minute, "RESOLVED_WITH_PAYOUT"),
+    ], Expected("dispute_won", dispute_status="won", dispute_count=1))
+    name = "paypal_authorize_capture_refund"
+    story(name, lambda o, c, w: [
+        _pp_order(name, 0, "CHECKOUT.ORDER.APPROVED", o, w),
+        _pp_order(name, 1, "CHECKOUT.ORDER.COMPLETED", o, w + minute, authorization=("AU-PP-A", "CREATED")),
+        _pp_authorization(name, 2, "PAYMENT.AUTHORIZATION.CREATED", "AU-PP-A", o, w + minute),
+        _pp_capture(name, 3, c, o, w + 10 * minute, authorization="AU-PP-A"),
+        _pp_refund(name, 4, "R-PP-F", c, o, w + 20 * minute, 500, "COMPLETED", 500),
+    ], Expected("partially_refunded", refunded=500))
+    name = "paypal_authorized_only"
+    story(name, lambda o, c, w: [
+        _pp_order(name, 0, "CHECKOUT.ORDER.APPROVED", o, w),
+        _pp_order(name, 1, "CHECKOUT.ORDER.COMPLETED", o, w + minute, authorization=("AU-PP-B", "CREATED")),
+    ], Expected("authorized", captured=0, authorized=AMOUNT), confirmed=False)
+    name = "paypal_authorization_voided"
+    story(name, lambda o, c, w: [
+        _pp_order(name, 0, "CHECKOUT.ORDER.COMPLETED", o, w, authorization=("AU-PP-C", "CREATED")),
+        _pp_authorization(name, 1, "PAYMENT.AUTHORIZATION.CREATED", "AU-PP-C", o, w),
+        _pp_authorization(name, 2, "PAYMENT.AUTHORIZATION.VOIDED", "AU-PP-C", o, w + 60 * minute),
+    ], Expected("canceled", captured=0), confirmed=False)
+    name = "paypal_refund_and_dispute_before_capture"  # name only the capture, delivered first
+    story(name, lambda o, c, w: [
+        _pp_refund(name, 1, "R-PP-G", c, o, w + 2 * minute, 500, "COMPLETED", 500),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-4", c, o, w + 3 * minute),
+        _pp_capture(name, 0, c, o, w),
+    ], Expected("disputed", refunded=500, disputed=AMOUNT, dispute_status="open", dispute_count=1))
+    return stories
