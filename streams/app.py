@@ -111,6 +111,7 @@ def create_worker(settings: Settings) -> Worker:
         dedup_ttl_s=settings.dedup_ttl_s,
         state_retention_s=settings.state_retention_s,
         state_sweep_every_s=settings.state_sweep_interval_s,
+        held_release_s=settings.held_release_s,
         partitions=settings.partitions,
         tracer=setup_tracing(settings.otlp_endpoint, "paystream-worker"),
     )

@@ -87,6 +87,8 @@ _PART_RANK: dict[str, dict[str, int]] = {
     "authorization": {"open": 0, "captured": 1, "voided": 1},
 }
 _COUNTED_REFUND = frozenset({"pending", "succeeded"})
+_ENDED_REFUND = frozenset({"failed", "canceled"})
+_REFUND_KINDS = frozenset({"refund", "reversal"})
 
 
 @dataclass(slots=True)
@@ -183,10 +185,14 @@ class _Seen:
         return max(self.observations, key=lambda o: o[:3])[2]
 
     def status_at(self, when: datetime) -> str:
-        """The status as of `when`; a part first seen later is taken as it was first seen."""
+        """The status as of `when`; a part first seen later is taken as it was first seen, except that a
+        refund first seen failed or canceled was pending before: no refund is created failed, and a
+        provider's total from before its failure counted it (Stripe's `amount_refunded` does)."""
         before = [o for o in self.observations if o[0] <= when]
-        chosen = max(before, key=lambda o: o[:3]) if before else min(self.observations, key=lambda o: o[:3])
-        return chosen[3].status
+        if before:
+            return max(before, key=lambda o: o[:3])[3].status
+        first = min(self.observations, key=lambda o: o[:3])[3].status
+        return "pending" if self.kind in _REFUND_KINDS and first in _ENDED_REFUND else first
 
     def scope(self) -> str:
         return min(self.observations, key=lambda o: o[:3])[4]

@@ -28,7 +28,8 @@ class WorkerMetrics:
                                  "or this worker's table was not restored yet", registry=registry)
         self.identity = Counter("paystream_worker_identity",
                                 "Payment identity: events held for an unknown parent, resolved, aliases linked, "
-                                "conflicting links", ["outcome"], registry=registry)
+                                "conflicting links, aliases released as their own payment past the hold horizon",
+                                ["outcome"], registry=registry)
         self.dedup_keys = Gauge("paystream_worker_dedup_keys", "Estimated keys in the local dedup table",
                                 registry=registry)
         self.dedup_expired = Counter("paystream_worker_dedup_expired", "Dedup entries removed by the TTL sweep",

@@ -42,6 +42,7 @@ from schemas.serde import AvroSerde
 from schemas.topics import partition_for
 from streams.dedup import Sighting, Verdict, body_digest, is_expired, judge
 from streams.dlq import DeadLetters, record_headers
+from streams.held_release import DEFAULT_HELD_RELEASE_S
 from streams.identity import identify
 from streams.metrics import WorkerMetrics
 from streams.normalize import NormalizeError, StandardMappings, normalize
@@ -124,6 +125,7 @@ class Pipeline:
         tracer: Tracer | None = None,
         state_retention_s: int = DEFAULT_RETENTION_S,
         state_sweep_every_s: float = SWEEP_EVERY_S,
+        held_release_s: int = DEFAULT_HELD_RELEASE_S,
     ) -> None:
         self.app = app
         self.events_topic = events_topic
@@ -148,7 +150,8 @@ class Pipeline:
                                       state_input_topic=state_input_topic, states=states, dead_letters=dead_letters,
                                       metrics=metrics, event_serde=event_serde, state_serde=state_serde,
                                       partitions=partitions, tracer=self.tracer, processed=self.processed,
-                                      retention_s=state_retention_s, sweep_every_s=state_sweep_every_s)
+                                      retention_s=state_retention_s, sweep_every_s=state_sweep_every_s,
+                                      held_release_s=held_release_s)
 
     async def process(self, messages: Sequence[Any]) -> None:
         """One batch of the worker's agent: raw records (stage 1) and state-input records (stage 2).

@@ -5,8 +5,9 @@ and payments.state-input.v1 partition p, which Faust co-assigns with state parti
 the events of both here in one call per batch. So only that agent, one batch at a time, writes the
 partitions this worker owns; an event for any other partition goes to its state-input partition.
 With one sequential writer the changelog keeps the order of the local writes without a lock.
-Identity resolution (`identity.py`) happens here too: an event naming only an alias is resolved
-through, or held in, the alias's entry in the state table.
+Identity resolution (`identity.py`, `state_identity.py`) happens here too: an event naming only an
+alias is resolved through, or held in, the alias's entry in the state table, and released under the
+alias once it has waited past `PAYSTREAM_HELD_RELEASE_S` (`held_release.py`).
 
 Each batch stores the offset of the last state-input record it applied (`applied.py`) in the same
 RocksDB write batch as the states. A record at or below that mark is a replay: the worker stopped
@@ -27,79 +28,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict, defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from paystream.core.tracing import Tracer
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import AvroSerde
-from schemas.topics import partition_for
 from streams.applied import APPLIED_KEY, pack_offset, unpack_offset
 from streams.dlq import DeadLetters, Replacement
+from streams.held_release import DEFAULT_HELD_RELEASE_S, overdue_aliases
 from streams.identity import (
     ALIAS_PREFIX,
     LINK_EVENT_TYPE,
-    RESOLVED,
-    AliasEntry,
-    Identity,
     identify,
-    link_event,
-    resolved,
 )
 from streams.metrics import WorkerMetrics
 from streams.partitioned import PartitionedTable
 from streams.state import apply_event
+from streams.state_batch import StateBatch, StateInput
 from streams.state_expiry import DEFAULT_RETENTION_S, SWEEP_EVERY_S, SWEEP_SLICE, expired_keys, to_ms
+from streams.state_identity import AliasResolution
 from streams.sweep import Sweeper
 
 __all__ = ["StateInput", "StateStage"]
 
 log = logging.getLogger("paystream.streams")
 
-_TOUCH_AFTER_MS = 86_400_000
-"""An alias entry that resolves events is re-stamped (and rewritten) at most this often."""
-_LINK_CACHE = 100_000
-"""Links this worker remembers having sent, so a busy payment does not re-send its links per event."""
-
-@dataclass(slots=True)
-class StateInput:
-    """One event bound for a payment's state, with what it takes to send it on to the owner."""
-
-    message: Any
-    partition: int
-    key: bytes
-    event: PaymentEvent
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-
-@dataclass
-class _StateBatch:
-    """What one pass of the state stage changed and must send."""
-
-    changed: dict[int, dict[bytes, PaymentState]] = field(default_factory=lambda: defaultdict(dict))
-    reemit: dict[int, dict[bytes, PaymentState]] = field(default_factory=lambda: defaultdict(dict))
-    aliases: dict[int, dict[bytes, AliasEntry]] = field(default_factory=lambda: defaultdict(dict))
-    alias_changed: dict[int, set[bytes]] = field(default_factory=lambda: defaultdict(set))
-    applied: dict[int, int] = field(default_factory=dict)
-    """Per written partition: the state-input offset the batch brings its applied mark to."""
-    replays: int = 0
-    received: dict[bytes, Any] = field(default_factory=dict)
-    failures: list[tuple[StateInput, BaseException, str | None]] = field(default_factory=list)
-    sources: dict[bytes, list[StateInput]] = field(default_factory=lambda: defaultdict(list))
-    """The events that changed each payment in this batch: its dead letters if its state cannot be stored."""
-    forward: list[StateInput] = field(default_factory=list)
-    events: list[StateInput] = field(default_factory=list)
-    """Resolved events for payments.events.v1 (they were held or keyed by an alias in stage 1)."""
-    transitions: Counter[str] = field(default_factory=Counter)
-    expired: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
-    """Per partition: expired entries (None) and re-stamped alias entries, written with the batch."""
-
-
-class StateStage:
+class StateStage(AliasResolution):
     """The payment-state table and what applying to it sends; shared by both worker stages."""
 
     def __init__(
@@ -119,6 +76,7 @@ class StateStage:
         processed: dict[str, int],
         retention_s: int = DEFAULT_RETENTION_S,
         sweep_every_s: float = SWEEP_EVERY_S,
+        held_release_s: int = DEFAULT_HELD_RELEASE_S,
     ) -> None:
         self.app = app
         self.events_topic = events_topic
@@ -134,6 +92,7 @@ class StateStage:
         self.processed = processed
         self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.retention_ms = retention_s * 1000
+        self.held_release_ms = min(held_release_s, retention_s) * 1000  # released before it could expire
         self.sweeper = Sweeper(prefix=b"", every_s=sweep_every_s, slice_size=SWEEP_SLICE)
         self.clock_ms: dict[int, int] = {}
         """Per owned partition: the newest `received_at` applied (ms), the expiry clock."""
@@ -151,9 +110,23 @@ class StateStage:
         return await self._apply_owned(items, self.states.owned_partitions())
 
     async def _apply_owned(self, items: Sequence[StateInput], owned: frozenset[int]) -> list[asyncio.Future[Any]]:
-        batch = _StateBatch()
+        batch = StateBatch()
         marks: dict[int, int] = {}
-        queue = deque(items)
+        self._drain(deque(items), batch, marks, owned)
+        released = self._sweep(batch)
+        if released:  # links of aliases to themselves: their held events are applied in this batch too
+            self._drain(deque(released), batch, marks, owned)
+            for partition, writes in batch.expired.items():  # what the release wrote is not expired with it
+                for key in [*batch.changed[partition], *(ALIAS_PREFIX + k for k in batch.alias_changed[partition])]:
+                    writes.pop(key, None)
+        if batch.replays:
+            log.info("state-input records already applied; their states are sent again",
+                     extra={"records": batch.replays})
+        return await self._send_state_outputs(batch, owned, len(items))
+
+    def _drain(self, queue: deque[StateInput], batch: StateBatch, marks: dict[int, int],
+               owned: frozenset[int]) -> None:
+        """Apply, resolve, hold or forward each item; links and released events join the queue."""
         while queue:
             item = queue.popleft()
             try:
@@ -182,30 +155,32 @@ class StateStage:
             except Exception as exc:  # a bug must not stop the worker: dead-letter and move on
                 log.exception("state stage failed", extra={"event_key": item.event.event_key})
                 batch.failures.append((item, exc, None))
-        self._sweep(batch)
-        if batch.replays:
-            log.info("state-input records already applied; their states are sent again",
-                     extra={"records": batch.replays})
-        return await self._send_state_outputs(batch, owned, len(items))
 
-    def _sweep(self, batch: _StateBatch) -> None:
+    def _sweep(self, batch: StateBatch) -> list[StateInput]:
         """Expire a slice of each partition this batch applied events to (`state_expiry.py`); entries the batch
-        itself writes are left for the next round."""
+        itself writes are left for the next round. Returns the self-links of overdue held aliases
+        (`held_release.py`), which are released rather than expired."""
         now = time.monotonic()
+        released: list[StateInput] = []
         for partition in sorted(batch.changed.keys() | batch.aliases.keys()):
             clock = self.clock_ms.get(partition)
             if clock is None:
                 continue
             busy = batch.changed[partition].keys() | {ALIAS_PREFIX + k for k in batch.aliases[partition]}
             entries = [(k, v) for k, v in self.sweeper.next_slice(self.states, partition, now) if k not in busy]
-            writes, counts = expired_keys(entries, clock, self.retention_ms, self.state_serde)
+            overdue = overdue_aliases(entries, clock, self.held_release_ms)
+            released += [link for key in overdue if (link := self._self_link(partition, key)) is not None]
+            kept = {ALIAS_PREFIX + key for key in overdue}
+            writes, counts = expired_keys([(k, v) for k, v in entries if k not in kept], clock, self.retention_ms,
+                                          self.state_serde)
             if writes:
                 batch.expired[partition] = writes
             for what, n in counts.items():
                 if n:
                     self.metrics.state_expired.labels(what).inc(n)
+        return released
 
-    def _apply_one(self, item: StateInput, batch: _StateBatch) -> bool:
+    def _apply_one(self, item: StateInput, batch: StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""
         partition, key, event = item.partition, item.key, item.event
         received_ms = to_ms(event.received_at)
@@ -242,87 +217,7 @@ class StateStage:
         batch.sources[key].append(item)
         return True
 
-    # Identity: one canonical payment per purchase (streams/identity.py) ---------------------------------
-
-    def _links(self, item: StateInput, identity: Identity) -> list[StateInput]:
-        """Link records for the aliases this event proves, unless this worker already sent the same link."""
-        event = item.event
-        out: list[StateInput] = []
-        for alias in identity.links:
-            if identity.payment is None or self._linked.get((event.provider, alias)) == identity.payment:
-                continue
-            self._linked[(event.provider, alias)] = identity.payment
-            if len(self._linked) > _LINK_CACHE:
-                self._linked.popitem(last=False)
-            link = link_event(event, alias, identity.payment)
-            key = f"{event.provider}:{alias}".encode()
-            out.append(StateInput(None, partition_for(key, self.partitions), key, link,
-                                  self.event_serde.encode(link), []))
-        return out
-
-    def _alias_entry(self, batch: _StateBatch, partition: int, key: bytes) -> AliasEntry:
-        entry = batch.aliases[partition].get(key)
-        if entry is None:
-            entry = AliasEntry.unpack(self.states.get(partition, ALIAS_PREFIX + key))
-            batch.aliases[partition][key] = entry
-        return entry
-
-    def _on_link(self, item: StateInput, batch: _StateBatch, queue: deque[StateInput]) -> None:
-        """Record which payment this alias belongs to and release the events held for it."""
-        payment = item.event.related_ids[RESOLVED]
-        entry = self._alias_entry(batch, item.partition, item.key)
-        if entry.payment is None:
-            entry.payment = payment
-            batch.alias_changed[item.partition].add(item.key)
-            self.metrics.identity.labels("linked").inc()
-        elif entry.payment != payment:
-            log.warning("alias already linked to another payment; link ignored",
-                        extra={"alias": item.key.decode(), "payment": entry.payment, "other": payment})
-            self.metrics.identity.labels("conflict").inc()
-            return
-        else:  # linked before (a replay, or another worker's link): its changelog record may never have arrived
-            batch.alias_changed[item.partition].add(item.key)
-        entry.touch(to_ms(item.event.received_at))
-        for value, headers in entry.held.values():  # again on a replayed link: applied once by event key
-            try:
-                held = self.event_serde.decode(value)
-            except DecodeError as exc:
-                batch.failures.append((StateInput(item.message, item.partition, item.key, item.event, value, headers),
-                                       exc, "unreadable_held_event"))
-                continue
-            queue.append(self._resolve(StateInput(item.message, item.partition, item.key, held, value, headers),
-                                       entry.payment, batch))
-
-    def _on_unresolved(self, item: StateInput, alias: str, batch: _StateBatch, queue: deque[StateInput]) -> None:
-        """An event naming only an alias: on to its payment when linked, else held until the link arrives."""
-        entry = self._alias_entry(batch, item.partition, item.key)
-        received_ms = to_ms(item.event.received_at)
-        if entry.payment is not None:
-            queue.append(self._resolve(item, entry.payment, batch))
-            if entry.touched_ms is None or received_ms - entry.touched_ms > _TOUCH_AFTER_MS:
-                entry.touch(received_ms)  # still in use: keep it from expiring (rewritten at most daily)
-                batch.alias_changed[item.partition].add(item.key)
-            return
-        entry.touch(received_ms)
-        if entry.hold(item.event.event_key, item.value, item.headers):
-            self.metrics.identity.labels("held").inc()
-            log.info("event held until its payment is known",
-                     extra={"event_key": item.event.event_key, "alias": alias})
-        # else: held before, a replay whose entry's changelog record may never have arrived
-        batch.alias_changed[item.partition].add(item.key)
-
-    def _resolve(self, item: StateInput, payment: str, batch: _StateBatch) -> StateInput:
-        """The event re-keyed to its payment; it goes to payments.events.v1 now (it was not emitted before)."""
-        event = resolved(item.event, payment)
-        key = event.payment_key.encode()
-        value = self.event_serde.encode(event)
-        resolved_item = StateInput(item.message, partition_for(key, self.partitions), key, event, value,
-                                   item.headers)
-        batch.events.append(resolved_item)
-        self.metrics.identity.labels("resolved").inc()
-        return resolved_item
-
-    def _encode_states(self, states: dict[bytes, PaymentState], batch: _StateBatch) -> dict[bytes, bytes | None]:
+    def _encode_states(self, states: dict[bytes, PaymentState], batch: StateBatch) -> dict[bytes, bytes | None]:
         """Encoded states; a state that cannot be encoded is not stored, and the events that changed it in
         this batch become dead letters."""
         encoded: dict[bytes, bytes | None] = {}
@@ -335,7 +230,7 @@ class StateStage:
                 batch.failures.extend((item, exc, "unencodable_state") for item in batch.sources.pop(key, []))
         return encoded
 
-    async def _send_state_outputs(self, batch: _StateBatch, owned: frozenset[int],
+    async def _send_state_outputs(self, batch: StateBatch, owned: frozenset[int],
                                   count: int) -> list[asyncio.Future[Any]]:
         """Write the batch's states, alias entries and applied marks in one RocksDB batch per partition,
         then queue every output; the changelog gets each partition's mark last, after the states it covers."""

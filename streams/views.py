@@ -3,7 +3,8 @@
 Ops views need `Authorization: Bearer <PAYSTREAM_OPS_TOKEN>`: none → 401, wrong → 403.
 A token in the query string is refused too (it would end up in access logs).
 Payment lookups are answered by the worker that owns the payment's partition;
-another worker forwards the request there.
+another worker forwards the request there. An alias (a charge, a capture) whose events are held
+until an event names its payment answers 404 with those events listed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from faust.web import Request, Response, View
 
+from schemas.exceptions import DecodeError
 from schemas.lifecycle import Provider
 from schemas.topics import partition_for
 from streams.identity import ALIAS_PREFIX, AliasEntry
@@ -99,10 +101,17 @@ def register_views(worker: Worker) -> None:
         payment_id = request.match_info["payment_id"]
         provider = request.query.get("provider")
         providers = [provider] if provider else [p.value for p in Provider]
+        waiting: dict[str, Any] | None = None
         for candidate in providers:
             found = await _lookup(view, request, candidate, payment_id)
-            if found is not None:
+            if found is not None and "payment" in found:
                 return view.json(found)
+            waiting = waiting or found
+        if waiting is not None:  # an alias whose events wait for the event that names their payment
+            held = waiting["held"]
+            return view.json({"error": "not_found", "message": f"no payment {payment_id!r} yet: {len(held)} "
+                              "event(s) about it are held until an event names the payment it belongs to",
+                              **waiting}, status=404)
         return view.json({"error": "not_found", "message": f"no payment {payment_id!r}"}, status=404)
 
     async def _lookup(view: View, request: Request, provider: str, payment_id: str,
@@ -121,7 +130,23 @@ def register_views(worker: Worker) -> None:
         entry = AliasEntry.unpack(pipeline.states.get(partition, ALIAS_PREFIX + key))
         if alias_of is None and entry.payment is not None and entry.payment != payment_id:
             return await _lookup(view, request, provider, entry.payment, alias_of=payment_id)
+        if alias_of is None and entry.payment is None and entry.held:
+            return {"alias": payment_id, "provider": provider, "held": _held(entry),
+                    "served_by": str(app.conf.canonical_url)}
         return None
+
+    def _held(entry: AliasEntry) -> list[dict[str, Any]]:
+        """What an operator needs to find each held event at the provider: its key, type and times."""
+        out = []
+        for event_key, (value, _) in sorted(entry.held.items()):
+            try:
+                event = pipeline.event_serde.decode(value)
+            except DecodeError:  # an unreadable held event is still listed by its key
+                out.append({"event_key": event_key})
+                continue
+            out.append({"event_key": event_key, "event_type": event.event_type, "kind": event.kind,
+                        "occurred_at": _iso(event.occurred_at), "received_at": _iso(event.received_at)})
+        return out
 
     async def dedup_stats(view: View, request: Request) -> Response:
         stats = pipeline.stats
@@ -152,9 +177,11 @@ async def _forward(owner: Any, request: Request, provider: str, payment_id: str)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
                 session.get(url, headers=headers) as response:
-            if response.status != 200:
+            if response.status not in (200, 404):
                 return None
             data: dict[str, Any] = await response.json()
+            if response.status == 404:  # found only as an alias with held events, or not at all
+                return {k: v for k, v in data.items() if k not in ("error", "message")} if "held" in data else None
             return data
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("payment lookup forward failed", extra={"owner": str(owner), "error": str(exc)})

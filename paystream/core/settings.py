@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     state_retention_s: int = Field(730 * 86_400, ge=MIN_DEDUP_TTL_S,
                                    description="a payment's worker state (and its alias entries) is deleted this "
                                                "long after its last event; its sink row stays")
+    held_release_s: int = Field(72 * 3600, ge=0,
+                                description="an event that names only a charge or capture waits for the event "
+                                            "naming that one's payment; after this long (event time) it is "
+                                            "released under the id it names, as its own payment; 0 = wait "
+                                            "indefinitely; at most PAYSTREAM_STATE_RETENTION_S")
     state_sweep_interval_s: float = Field(3.0, gt=0, description="per partition, how often the state agent looks "
                                                                     "at one slice of its table for expired entries")
     recon_retention_s: int = Field(180 * 86_400, ge=0, description="how long after it closes a window still takes "

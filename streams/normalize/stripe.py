@@ -24,11 +24,11 @@ Money travels as parts (`MoneyPart`), folded by `streams/fold.py`:
   moved) while `warning_needs_response`/`warning_under_review`, won for `won`, `warning_closed`,
   `prevented` and `funds_reinstated`, lost for `lost`.
 
-Money Stripe releases without capturing it is not a refund, though Stripe books it as one
-(`released_minor`): a released uncaptured charge says `refunded: true` and counts its whole
-amount in `amount_refunded` (its `charge.refunded` is a void), and a partial capture counts the
-uncaptured rest there and, in the old shape, lists a refund for it (the charge's oldest). So a
-charge's total is `amount_refunded` less what was released, and that listed refund is left out.
+Money Stripe releases without capturing it is not a refund, though Stripe books it as one: a
+released uncaptured charge says `refunded: true` and counts its whole amount in `amount_refunded`
+(its `charge.refunded` is a void), and a partial capture counts the uncaptured rest there and, in
+the old shape, lists a refund for it (the charge's oldest). So a charge's total is
+`amount_refunded` less what was released, and that listed refund is left out.
 
 Other decisions: `occurred_at` is the event's `created` (when the change happened), not the
 object's; `status` on refund and dispute events is informational (the fold derives the

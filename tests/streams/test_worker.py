@@ -9,13 +9,14 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from paystream.dev.scenarios import scenario, stripe_payment_intent
+from paystream.dev.scenarios import paypal_capture, paypal_dispute, scenario, stripe_payment_intent
 from schemas.dlq import parse_dlq_headers
 from schemas.serde import payment_event_serde, payment_state_serde
 from tests.fixtures.kafka import drain
@@ -138,3 +139,27 @@ async def test_ops_views_need_the_token_and_find_payments(
              for family in text_string_to_metric_families(metrics) for s in family.samples}
     assert faust[("messages_received_per_topic_total", topics.raw)] == len(deliveries)
     assert ("topic_partition_end_offset", topics.raw) in faust
+
+    # a dispute names only its capture: held until the capture's own event says which order it is, and the
+    # capture's lookup lists it meanwhile
+    capture, order, when = "C-HELD-1", "O-HELD-1", datetime.now(UTC) - timedelta(minutes=5)
+    dispute = paypal_dispute("CUSTOMER.DISPUTE.CREATED", "PP-D-HELD", capture, amount=2000, currency="USD", when=when)
+    await publish_raw(envelope_factory(dispute.body, provider="paypal"))
+
+    def held() -> Any:
+        response = worker.get(f"/payments/{capture}")
+        return response.status_code == 404 and response.json().get("held") and response
+
+    waiting = (await wait_for(held)).json()
+    assert [(h["event_key"], h["event_type"]) for h in waiting["held"]] == [
+        (f"paypal:{dispute.event_id}", "CUSTOMER.DISPUTE.CREATED")]
+    assert waiting["alias"] == capture and "held" in waiting["message"]
+    paid = paypal_capture("PAYMENT.CAPTURE.COMPLETED", capture, order=order, amount=2000, currency="USD", when=when)
+    await publish_raw(envelope_factory(paid.body, provider="paypal"))
+
+    def linked() -> Any:
+        response = worker.get(f"/payments/{capture}")
+        return response.status_code == 200 and response.json()["payment"]["status"] == "disputed" and response
+
+    found = (await wait_for(linked)).json()
+    assert (found["alias"], found["payment"]["payment_id"]) == (capture, order)

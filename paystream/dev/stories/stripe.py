@@ -97,6 +97,12 @@ def stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
         _charge(name, 2, "charge.refunded", pi, ch, t + 60, refunded=AMOUNT, refunds=[("re_f", AMOUNT, "succeeded")]),
         _refund(name, 3, "charge.refund.updated", "re_f", None, ch, t + 3600, AMOUNT, "failed"),
     ], Expected("succeeded"))
+    name = "stripe_new_total_then_refund_failed"  # refund.created not subscribed: the total counted it
+    story(name, lambda pi, ch, t: [
+        *paid(name, pi, ch, t),
+        _charge(name, 2, "charge.refunded", pi, ch, t + 60, refunded=AMOUNT),
+        _refund(name, 3, "refund.failed", "re_m", pi, ch, t + 3600, AMOUNT, "failed"),
+    ], Expected("succeeded"))
     name = "stripe_new_refund_canceled"
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),

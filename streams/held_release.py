@@ -1,0 +1,56 @@
+"""Held events that wait too long are released under the id they name.
+
+An event that names only an alias (a Stripe refund or dispute naming only its charge, a PayPal refund or
+dispute naming only its capture) waits in the alias's entry for an event that says which payment the
+alias belongs to (`identity.py`). If that event never comes (a legacy charge that is its own payment, an
+endpoint not subscribed to the charge's own events), the held events would wait until the entry expires,
+seen only by a counter and the ops lookup. Once the partition's event-time clock is
+`PAYSTREAM_HELD_RELEASE_S` past the newest arrival held in the entry, the state stage links the alias to
+itself: the alias is its own payment, and its held events are applied and emitted under it, as the
+reference model (`identity.payment_keys`) keys them. Should the payment's own event arrive later, its
+link is a conflict (logged and counted) and the released events stay on the alias's payment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schemas.exceptions import DecodeError
+from schemas.records import PaymentEvent
+from schemas.serde import AvroSerde
+from streams.identity import ALIAS_PREFIX, AliasEntry, link_event
+
+__all__ = ["DEFAULT_HELD_RELEASE_S", "overdue_aliases", "self_link"]
+
+DEFAULT_HELD_RELEASE_S = 72 * 3600
+"""Stripe and PayPal retry a delivery for up to about three days: a payment's own event that has not come by
+then is not coming."""
+
+
+def overdue_aliases(entries: Iterable[tuple[bytes, bytes]], clock_ms: int, release_ms: int) -> list[bytes]:
+    """Alias keys (`<provider>:<alias id>`, without the entry prefix) of unlinked entries whose newest held
+    event arrived `release_ms` or more before `clock_ms`; none when `release_ms` is 0 (hold indefinitely)."""
+    if release_ms <= 0:
+        return []
+    overdue = []
+    for key, value in entries:
+        if not key.startswith(ALIAS_PREFIX):
+            continue
+        entry = AliasEntry.unpack(value)
+        if entry.payment is None and entry.held and entry.touched_ms is not None \
+                and entry.touched_ms + release_ms <= clock_ms:
+            overdue.append(key[len(ALIAS_PREFIX):])
+    return overdue
+
+
+def self_link(entry: AliasEntry, key: bytes, serde: AvroSerde[PaymentEvent]) -> PaymentEvent | None:
+    """The link of alias `key` to itself, dated by one of its held events; None if none can be read (the
+    stage dead-letters unreadable held events when a link releases them)."""
+    for value, _ in entry.held.values():
+        try:
+            cause = serde.decode(value)
+        except DecodeError:
+            continue
+        alias = key.decode().split(":", 1)[1]
+        return link_event(cause, alias, alias)
+    return None
