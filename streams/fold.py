@@ -14,7 +14,8 @@ Money is kept by component, never as "the last value written":
   cumulative total (Stripe's `amount_refunded`, PayPal's `total_refunded_amount`) is a
   total: it adds only what the refunds known to be counted at its time do not explain;
 - disputes by dispute id with open/inquiry/won/lost: open and lost ones are `disputed_minor`
-  (an inquiry moves no money until it becomes a dispute), less what reversals already took;
+  (an inquiry moves no money until it becomes a dispute), less what reversals of the same
+  capture already took;
 - authorizations by id: what is open and not yet captured is `authorized_minor`.
 
 The status is derived from those components, in this precedence: an open dispute or inquiry,
@@ -262,14 +263,15 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
 
     # refunds and reversals: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
-    reversed_minor = 0
+    reversed_by_scope: dict[str, int] = defaultdict(int)
     for kind in ("refund", "reversal"):
         for refund_id, seen, latest in _components(parts, kind, deciders):
             money.refunds[refund_id] = latest.amount_minor
             money.refund_states[refund_id] = latest.status
             if latest.status == "succeeded":
                 money.refunded_minor += latest.amount_minor
-                reversed_minor += latest.amount_minor if kind == "reversal" else 0
+                if kind == "reversal":
+                    reversed_by_scope[seen.scope()] += latest.amount_minor
             elif latest.status == "pending":
                 money.refund_pending_minor += latest.amount_minor
             known_by_scope[seen.scope()].append(seen)
@@ -279,14 +281,15 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         money.refunded_minor += max(0, (total.refunded_total_minor or 0) - explained)
         deciders.add(total.event_key)
 
-    # disputes
-    for dispute_id, _, latest in _components(parts, "dispute", deciders):
+    # disputes; a reversal of the disputed capture is the provider taking that money: counted once, as refunded
+    disputed_by_scope: dict[str, int] = defaultdict(int)
+    for dispute_id, seen, latest in _components(parts, "dispute", deciders):
         money.disputes[dispute_id] = latest.amount_minor
         money.dispute_states[dispute_id] = latest.status
         if latest.status in ("open", "lost"):
-            money.disputed_minor += latest.amount_minor
-    # a reversal is the provider taking disputed money back: counted once, as refunded
-    money.disputed_minor = max(0, money.disputed_minor - reversed_minor)
+            disputed_by_scope[seen.scope()] += latest.amount_minor
+    money.disputed_minor = sum(max(0, amount - reversed_by_scope.get(scope, 0))
+                               for scope, amount in disputed_by_scope.items())
     states = set(money.dispute_states.values())
     money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
         "inquiry" if "inquiry" in states else "won" if "won" in states else None

@@ -6,22 +6,27 @@ alias belongs to (`identity.py`). If that event never comes (a legacy charge tha
 endpoint not subscribed to the charge's own events), the held events would wait until the entry expires,
 seen only by a counter and the ops lookup. Once the partition's event-time clock is
 `PAYSTREAM_HELD_RELEASE_S` past the newest arrival held in the entry, the state stage links the alias to
-itself: the alias is its own payment, and its held events are applied and emitted under it, as the
-reference model (`identity.payment_keys`) keys them. Should the payment's own event arrive later, its
-link is a conflict (logged and counted) and the released events stay on the alias's payment.
+itself, through the alias's own state-input partition (so the link is an input record with an offset,
+and a crash before it arrives leaves the entry unlinked, to be decided again): the alias is its own
+payment, and its held events are applied and emitted under it, as the reference model
+(`identity.payment_keys`) keys them. A real link that arrives first makes the release a no-op; one that
+arrives after it is a conflict (logged and counted), and the released events stay on the alias's payment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent
 from schemas.serde import AvroSerde
 from streams.identity import ALIAS_PREFIX, AliasEntry, link_event
 
-__all__ = ["DEFAULT_HELD_RELEASE_S", "overdue_aliases", "self_link"]
+__all__ = ["DEFAULT_HELD_RELEASE_S", "RELEASE_KEY_PREFIX", "is_release", "overdue_aliases", "self_link"]
 
+RELEASE_KEY_PREFIX = "release:"
+"""Event-key prefix of a self-link made by a release (a link record's is `link:`)."""
 DEFAULT_HELD_RELEASE_S = 72 * 3600
 """Stripe and PayPal retry a delivery for up to about three days: a payment's own event that has not come by
 then is not coming."""
@@ -51,6 +56,10 @@ def self_link(entry: AliasEntry, key: bytes, serde: AvroSerde[PaymentEvent]) -> 
             cause = serde.decode(value)
         except DecodeError:
             continue
-        alias = key.decode().split(":", 1)[1]
-        return link_event(cause, alias, alias)
+        provider, alias = key.decode().split(":", 1)
+        return replace(link_event(cause, alias, alias), event_key=f"{RELEASE_KEY_PREFIX}{provider}:{alias}")
     return None
+
+
+def is_release(link: PaymentEvent) -> bool:
+    return link.event_key.startswith(RELEASE_KEY_PREFIX)

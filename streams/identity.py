@@ -68,8 +68,9 @@ def _stripe(event: PaymentEvent, related: dict[str, str]) -> Identity:
     links = tuple(related[k] for k in _STRIPE_ALIASES if k in related)
     if "payment_intent" in related:
         return Identity(related["payment_intent"], links=links)
-    charge_object = event.event_type.startswith("charge.") and event.kind in (Kind.PAYMENT.value,
-                                                                              Kind.AUTHORIZATION.value)
+    # a Charge object knows its payment; a refund sent as `charge.refund.updated` (even one voiding a hold) does not
+    charge_object = event.event_type.startswith("charge.") and "refund" not in related \
+        and event.kind in (Kind.PAYMENT.value, Kind.AUTHORIZATION.value)
     about_a_charge = charge_object or event.event_type == "charge.refunded"
     if about_a_charge or "charge" not in related:
         return Identity(event.payment_id, links=links)

@@ -40,6 +40,8 @@ class StateBatch:
     sources: dict[bytes, list[StateInput]] = field(default_factory=lambda: defaultdict(list))
     """The events that changed each payment in this batch: its dead letters if its state cannot be stored."""
     forward: list[StateInput] = field(default_factory=list)
+    releases: list[StateInput] = field(default_factory=list)
+    """Self-links of overdue held aliases, for their own state-input partitions (`held_release.py`)."""
     events: list[StateInput] = field(default_factory=list)
     """Resolved events for payments.events.v1 (they were held or keyed by an alias in stage 1)."""
     transitions: Counter[str] = field(default_factory=Counter)

@@ -15,7 +15,7 @@ from schemas.exceptions import DecodeError
 from schemas.records import PaymentEvent
 from schemas.serde import AvroSerde
 from schemas.topics import partition_for
-from streams.held_release import self_link
+from streams.held_release import is_release, self_link
 from streams.identity import ALIAS_PREFIX, RESOLVED, AliasEntry, Identity, link_event, resolved
 from streams.metrics import WorkerMetrics
 from streams.partitioned import PartitionedTable
@@ -68,10 +68,16 @@ class AliasResolution:
         """Record which payment this alias belongs to and release the events held for it."""
         payment = item.event.related_ids[RESOLVED]
         entry = self._alias_entry(batch, item.partition, item.key)
+        release = is_release(item.event)
         if entry.payment is None:
             entry.payment = payment
             batch.alias_changed[item.partition].add(item.key)
-            self.metrics.identity.labels("linked").inc()
+            self.metrics.identity.labels("released" if release else "linked").inc()
+            if release:
+                log.warning("held events released under their alias: no event named its payment in time",
+                            extra={"alias": item.key.decode(), "events": len(entry.held)})
+        elif entry.payment != payment and release:
+            return  # an event named the payment before the release arrived: nothing to release
         elif entry.payment != payment:
             log.warning("alias already linked to another payment; link ignored",
                         extra={"alias": item.key.decode(), "payment": entry.payment, "other": payment})
@@ -123,7 +129,4 @@ class AliasResolution:
         link = self_link(AliasEntry.unpack(self.states.get(partition, ALIAS_PREFIX + key)), key, self.event_serde)
         if link is None:
             return None
-        self.metrics.identity.labels("released").inc()
-        log.warning("held events released under their alias: no event named its payment in time",
-                    extra={"alias": key.decode()})
         return StateInput(None, partition, key, link, self.event_serde.encode(link), [])

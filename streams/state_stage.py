@@ -113,12 +113,7 @@ class StateStage(AliasResolution):
         batch = StateBatch()
         marks: dict[int, int] = {}
         self._drain(deque(items), batch, marks, owned)
-        released = self._sweep(batch)
-        if released:  # links of aliases to themselves: their held events are applied in this batch too
-            self._drain(deque(released), batch, marks, owned)
-            for partition, writes in batch.expired.items():  # what the release wrote is not expired with it
-                for key in [*batch.changed[partition], *(ALIAS_PREFIX + k for k in batch.alias_changed[partition])]:
-                    writes.pop(key, None)
+        self._sweep(batch)
         if batch.replays:
             log.info("state-input records already applied; their states are sent again",
                      extra={"records": batch.replays})
@@ -126,7 +121,7 @@ class StateStage(AliasResolution):
 
     def _drain(self, queue: deque[StateInput], batch: StateBatch, marks: dict[int, int],
                owned: frozenset[int]) -> None:
-        """Apply, resolve, hold or forward each item; links and released events join the queue."""
+        """Apply, resolve, hold or forward each item; links and the events they release join the queue."""
         while queue:
             item = queue.popleft()
             try:
@@ -156,29 +151,30 @@ class StateStage(AliasResolution):
                 log.exception("state stage failed", extra={"event_key": item.event.event_key})
                 batch.failures.append((item, exc, None))
 
-    def _sweep(self, batch: StateBatch) -> list[StateInput]:
+    def _sweep(self, batch: StateBatch) -> None:
         """Expire a slice of each partition this batch applied events to (`state_expiry.py`); entries the batch
-        itself writes are left for the next round. Returns the self-links of overdue held aliases
-        (`held_release.py`), which are released rather than expired."""
+        itself writes are left for the next round. An overdue held alias is released rather than expired: its
+        self-link goes to its own state-input partition (`held_release.py`) and is applied from there, as an
+        input record with an offset, so a crash before its sends arrive leaves the entry unlinked to decide
+        again."""
         now = time.monotonic()
-        released: list[StateInput] = []
         for partition in sorted(batch.changed.keys() | batch.aliases.keys()):
             clock = self.clock_ms.get(partition)
             if clock is None:
                 continue
             busy = batch.changed[partition].keys() | {ALIAS_PREFIX + k for k in batch.aliases[partition]}
             entries = [(k, v) for k, v in self.sweeper.next_slice(self.states, partition, now) if k not in busy]
-            overdue = overdue_aliases(entries, clock, self.held_release_ms)
-            released += [link for key in overdue if (link := self._self_link(partition, key)) is not None]
-            kept = {ALIAS_PREFIX + key for key in overdue}
-            writes, counts = expired_keys([(k, v) for k, v in entries if k not in kept], clock, self.retention_ms,
-                                          self.state_serde)
+            links = {key: link for key in overdue_aliases(entries, clock, self.held_release_ms)
+                     if (link := self._self_link(partition, key)) is not None}
+            batch.releases += links.values()
+            released = {ALIAS_PREFIX + key for key in links}
+            writes, counts = expired_keys([(k, v) for k, v in entries if k not in released], clock,
+                                          self.retention_ms, self.state_serde)
             if writes:
                 batch.expired[partition] = writes
             for what, n in counts.items():
                 if n:
                     self.metrics.state_expired.labels(what).inc(n)
-        return released
 
     def _apply_one(self, item: StateInput, batch: StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""
@@ -268,7 +264,7 @@ class StateStage(AliasResolution):
                 self.metrics.e2e_seconds.observe(max(0.0, now - batch.received[key].timestamp()))
             for key, value in again.items():
                 futures.append(await producer.send(self.state_topic, key, value, partition, None, []))
-        for item in batch.forward:
+        for item in [*batch.forward, *batch.releases]:
             futures.append(await producer.send(self.state_input_topic, item.key, item.value, item.partition, None,
                                                item.headers))
         for outcome, n in batch.transitions.items():

@@ -20,7 +20,8 @@ Decisions where the provider leaves room:
   (kind authorization), never `succeeded`: no money was captured.
 - PAYMENT.CAPTURE.REVERSED (and a v1 sale's) is PayPal taking the money back, for a chargeback
   or a dispute it decided: a `reversal` part, counted as refunded; the fold does not count a
-  dispute's money again where a reversal already took it.
+  dispute's money again where a reversal of the same capture already took it (a dispute event
+  names its capture, or v1 sale, as `related_ids["capture"]` for that).
 - A dispute resolved against the merchant counts `dispute_outcome.amount_refunded` (what was
   refunded in the end) when PayPal states it, else `dispute_amount`. RESOLVED_WITH_PAYOUT is a
   win for the merchant: PayPal paid the buyer itself.
@@ -236,7 +237,7 @@ def _dispute(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) ->
         amount_minor=amount,
         currency=currency,
         provider_status=_own_status(res),
-        related_ids=_related(dispute=dispute),
+        related_ids=_related(dispute=dispute, capture=payment_id),  # the capture (or v1 sale) it disputes
         parts=[MoneyPart("dispute", dispute or "", amount, outcome)] if outcome is not None else [],
     )
 

@@ -140,6 +140,15 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-5", c, o, w + 60 * minute,
                     "RESOLVED_BUYER_FAVOUR", stage="CHARGEBACK", refunded=AMOUNT),
     ], Expected("dispute_lost", refunded=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_reversal_and_dispute_on_different_captures"  # a reversal nets only its own capture's dispute
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_capture(name, 1, f"{c}-2", o, w + minute),
+        _pp_refund(name, 2, "R-PP-I", c, o, w + 2 * minute, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.CREATED", "PP-D-8", f"{c}-2", o, w + 3 * minute),
+    ], Expected("disputed", captured=2 * AMOUNT, refunded=AMOUNT, disputed=AMOUNT, dispute_status="open",
+                dispute_count=1))
     name = "paypal_dispute_lost_in_part"  # the outcome states what the buyer got back
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),

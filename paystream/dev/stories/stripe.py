@@ -179,6 +179,12 @@ def stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
                 reason="expired_uncaptured_charge"),
         _charge(name, 4, "charge.updated", pi, ch, t + 8 * 86400, captured=None, refunded=AMOUNT),
     ], Expected("canceled", captured=0), confirmed=False)
+    name = "stripe_expired_hold_void_names_only_the_charge"  # delivered first: held, then on to the PaymentIntent
+    story(name, lambda pi, ch, t: [
+        _refund(name, 3, "charge.refund.updated", f"re_{name}", None, ch, t + 7 * 86400, AMOUNT, "succeeded",
+                reason="expired_uncaptured_charge"),
+        *held(name, pi, ch, t),
+    ], Expected("canceled", captured=0), confirmed=False)
     name = "stripe_inquiry_open"  # an inquiry moves no money until it becomes a dispute
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),

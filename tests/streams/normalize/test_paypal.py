@@ -68,7 +68,7 @@ CASES = {
     ),
     "paypal_CUSTOMER.DISPUTE.CREATED.json": expect(
         "6T496768GW863311H", "dispute", "disputed", 300, "USD", "2018-06-21T13:35:44Z", "OPEN",
-        {"dispute": "PP-000-042-663-135"},
+        {"dispute": "PP-000-042-663-135", "capture": "6T496768GW863311H"},
     ),
     "paypal_PAYMENT.SALE.COMPLETED.json": expect(
         "4EU7004268015634R", "payment", "succeeded", 2000, "USD", "2015-05-18T15:44:21Z", "completed",
@@ -102,7 +102,7 @@ CASES = {
     ),
     "built/paypal_CUSTOMER.DISPUTE.RESOLVED.json": expect(
         "12A34567BC123456S", "dispute", "dispute_lost", 3000, "USD", "2024-05-19T17:45:10.500Z", "RESOLVED",
-        {"dispute": "PP-D-21095"},
+        {"dispute": "PP-D-21095", "capture": "12A34567BC123456S"},
     ),
     "built/paypal_PAYMENT.CAPTURE.DENIED.json": expect(
         "29U04311TM8373920", "payment", "failed", 1200, "GBP", "2024-05-05T14:00:07Z", "DECLINED",
