@@ -40,6 +40,7 @@ class AliasResolution:
     event_serde: AvroSerde[PaymentEvent]
     partitions: int
     _linked: OrderedDict[tuple[str, str], str]
+    _releases_sent: set[tuple[int, bytes]]
 
     def _links(self, item: StateInput, identity: Identity) -> list[StateInput]:
         """Link records for the aliases this event proves, unless this worker already sent the same link."""
@@ -69,6 +70,8 @@ class AliasResolution:
         payment = item.event.related_ids[RESOLVED]
         entry = self._alias_entry(batch, item.partition, item.key)
         release = is_release(item.event)
+        if release:
+            self._releases_sent.discard((item.partition, item.key))
         if entry.payment is None:
             entry.payment = payment
             batch.alias_changed[item.partition].add(item.key)

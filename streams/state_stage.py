@@ -91,6 +91,8 @@ class StateStage(AliasResolution):
         self.tracer = tracer
         self.processed = processed
         self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._releases_sent: set[tuple[int, bytes]] = set()
+        """Releases sent and not applied yet: a sweep that visits the entry again does not send another."""
         self.retention_ms = retention_s * 1000
         self.held_release_ms = min(held_release_s, retention_s) * 1000  # released before it could expire
         self.sweeper = Sweeper(prefix=b"", every_s=sweep_every_s, slice_size=SWEEP_SLICE)
@@ -165,8 +167,10 @@ class StateStage(AliasResolution):
             busy = batch.changed[partition].keys() | {ALIAS_PREFIX + k for k in batch.aliases[partition]}
             entries = [(k, v) for k, v in self.sweeper.next_slice(self.states, partition, now) if k not in busy]
             links = {key: link for key in overdue_aliases(entries, clock, self.held_release_ms)
-                     if (link := self._self_link(partition, key)) is not None}
+                     if (partition, key) not in self._releases_sent
+                     and (link := self._self_link(partition, key)) is not None}
             batch.releases += links.values()
+            self._releases_sent.update((partition, key) for key in links)
             released = {ALIAS_PREFIX + key for key in links}
             writes, counts = expired_keys([(k, v) for k, v in entries if k not in released], clock,
                                           self.retention_ms, self.state_serde)

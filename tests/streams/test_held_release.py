@@ -142,3 +142,20 @@ async def test_a_link_applied_before_the_release_record_arrives_wins_and_is_no_c
     assert emitted(cluster)[f"paypal:{refund.event_id}"] == "paypal:O-LINK-1"
     metrics = worker.pipeline.metrics.identity
     assert (metrics.labels("conflict")._value.get(), metrics.labels("released")._value.get()) == (0, 0)
+
+
+async def test_sweeps_before_the_release_is_applied_send_it_once() -> None:
+    """State-input lags: two more raw batches sweep the partition before the self-link is consumed."""
+    cluster, worker, refund = await held(int(HORIZON.total_seconds()))
+    for n in (1, 2, 3):
+        if n > 1:
+            await cluster.publish([neighbour(n)], received_at=RECEIVED_AT + HORIZON + timedelta(days=1, minutes=n))
+        raw = [m for m in cluster.next_batch() if m.topic != STATE_INPUT]
+        await worker.pipeline.process(raw)
+        cluster.commit(raw)
+    await cluster.run(worker)
+    serde = payment_event_serde()
+    keys = [serde.decode(r.value).event_key for r in cluster.producer.logs[STATE_INPUT]]
+    assert sum(key.startswith("release:") for key in keys) == 1
+    emitted_keys = [serde.decode(r.value).event_key for r in cluster.producer.logs[EVENTS]]
+    assert emitted_keys.count(f"paypal:{refund.event_id}") == 1
