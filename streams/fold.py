@@ -80,16 +80,16 @@ _PRE_CAPTURE = frozenset({_STATUS_CREATED, _STATUS_REQUIRES_ACTION, _STATUS_PROC
                           _STATUS_AUTHORIZED, _STATUS_FAILED, _STATUS_CANCELED})
 _ENDED = frozenset({_STATUS_FAILED, _STATUS_CANCELED})
 # Within one provider second, the later stage of a part wins.
+_REFUND_RANK = {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2}
 _PART_RANK: dict[str, dict[str, int]] = {
-    "refund": {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2},
-    "reversal": {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2},
+    "refund": _REFUND_RANK,
+    "reversal": _REFUND_RANK,
     "dispute": {"inquiry": 0, "open": 0, "won": 1, "lost": 1},
     "capture": {"pending": 0, "failed": 1, "succeeded": 2},
     "authorization": {"open": 0, "captured": 1, "voided": 1},
 }
 _COUNTED_REFUND = frozenset({"pending", "succeeded"})
-_ENDED_REFUND = frozenset({"failed", "canceled"})
-_REFUND_KINDS = frozenset({"refund", "reversal"})
+_REFUND_KINDS = ("refund", "reversal")
 
 
 @dataclass(slots=True)
@@ -193,7 +193,7 @@ class _Seen:
         if before:
             return max(before, key=lambda o: o[:3])[3].status
         first = min(self.observations, key=lambda o: o[:3])[3].status
-        return "pending" if self.kind in _REFUND_KINDS and first in _ENDED_REFUND else first
+        return "pending" if self.kind in _REFUND_KINDS and first not in _COUNTED_REFUND else first
 
     def scope(self) -> str:
         return min(self.observations, key=lambda o: o[:3])[4]
@@ -236,7 +236,8 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
                     pre_capture_amounts.add(entry.amount_minor)
         elif entry.kind == _KIND_REFUND:
             if entry.refunded_total_minor is not None:
-                scope, known = _scope(entry), totals.get(_scope(entry))
+                scope = _scope(entry)
+                known = totals.get(scope)
                 # ordered by time; within one provider second a cumulative total only grows
                 if known is None or known.occurred_at < entry.occurred_at or \
                         entry.refunded_total_minor >= (known.refunded_total_minor or 0):
@@ -264,7 +265,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     # refunds and reversals: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
     reversed_by_scope: dict[str, int] = defaultdict(int)
-    for kind in ("refund", "reversal"):
+    for kind in _REFUND_KINDS:
         for refund_id, seen, latest in _components(parts, kind, deciders):
             money.refunds[refund_id] = latest.amount_minor
             money.refund_states[refund_id] = latest.status

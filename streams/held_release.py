@@ -32,9 +32,10 @@ DEFAULT_HELD_RELEASE_S = 72 * 3600
 then is not coming."""
 
 
-def overdue_aliases(entries: Iterable[tuple[bytes, bytes]], clock_ms: int, release_ms: int) -> list[bytes]:
-    """Alias keys (`<provider>:<alias id>`, without the entry prefix) of unlinked entries whose newest held
-    event arrived `release_ms` or more before `clock_ms`; none when `release_ms` is 0 (hold indefinitely)."""
+def overdue_aliases(entries: Iterable[tuple[bytes, bytes]], clock_ms: int,
+                    release_ms: int) -> list[tuple[bytes, AliasEntry]]:
+    """Alias keys (`<provider>:<alias id>`, without the entry prefix) and entries of unlinked aliases whose
+    newest held event arrived `release_ms` or more before `clock_ms`; none when `release_ms` is 0."""
     if release_ms <= 0:
         return []
     overdue = []
@@ -44,7 +45,7 @@ def overdue_aliases(entries: Iterable[tuple[bytes, bytes]], clock_ms: int, relea
         entry = AliasEntry.unpack(value)
         if entry.payment is None and entry.held and entry.touched_ms is not None \
                 and entry.touched_ms + release_ms <= clock_ms:
-            overdue.append(key[len(ALIAS_PREFIX):])
+            overdue.append((key[len(ALIAS_PREFIX):], entry))
     return overdue
 
 

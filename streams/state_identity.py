@@ -79,9 +79,9 @@ class AliasResolution:
             if release:
                 log.warning("held events released under their alias: no event named its payment in time",
                             extra={"alias": item.key.decode(), "events": len(entry.held)})
-        elif entry.payment != payment and release:
-            return  # an event named the payment before the release arrived: nothing to release
         elif entry.payment != payment:
+            if release:
+                return  # an event named the payment before the release arrived: nothing to release
             log.warning("alias already linked to another payment; link ignored",
                         extra={"alias": item.key.decode(), "payment": entry.payment, "other": payment})
             self.metrics.identity.labels("conflict").inc()
@@ -128,8 +128,8 @@ class AliasResolution:
         self.metrics.identity.labels("resolved").inc()
         return resolved_item
 
-    def _self_link(self, partition: int, key: bytes) -> StateInput | None:
-        link = self_link(AliasEntry.unpack(self.states.get(partition, ALIAS_PREFIX + key)), key, self.event_serde)
+    def _self_link(self, partition: int, key: bytes, entry: AliasEntry) -> StateInput | None:
+        link = self_link(entry, key, self.event_serde)
         if link is None:
             return None
         return StateInput(None, partition, key, link, self.event_serde.encode(link), [])

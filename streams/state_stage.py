@@ -166,9 +166,9 @@ class StateStage(AliasResolution):
                 continue
             busy = batch.changed[partition].keys() | {ALIAS_PREFIX + k for k in batch.aliases[partition]}
             entries = [(k, v) for k, v in self.sweeper.next_slice(self.states, partition, now) if k not in busy]
-            links = {key: link for key in overdue_aliases(entries, clock, self.held_release_ms)
+            links = {key: link for key, entry in overdue_aliases(entries, clock, self.held_release_ms)
                      if (partition, key) not in self._releases_sent
-                     and (link := self._self_link(partition, key)) is not None}
+                     and (link := self._self_link(partition, key, entry)) is not None}
             batch.releases += links.values()
             self._releases_sent.update((partition, key) for key in links)
             released = {ALIAS_PREFIX + key for key in links}

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 __all__ = [
     "Delivery",
+    "dump_body",
     "paypal_capture",
     "paypal_dispute",
     "paypal_refund",
@@ -42,7 +43,8 @@ class Delivery:
     payment_id: str
 
 
-def _dump(data: Mapping[str, object]) -> bytes:
+def dump_body(data: Mapping[str, object]) -> bytes:
+    """A delivery body as providers send it: compact JSON bytes."""
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -72,7 +74,7 @@ def stripe_payment_intent(event_type: str, pi: str, *, amount: int, currency: st
     event_id = event_id or _id("evt")
     body = {"id": event_id, "object": "event", "api_version": "2024-06-20", "created": created, "livemode": False,
             "type": event_type, "data": {"object": obj}}
-    return Delivery("stripe", event_id, event_type, _dump(body), pi)
+    return Delivery("stripe", event_id, event_type, dump_body(body), pi)
 
 
 def stripe_charge_refunded(pi: str, charge: str, *, amount: int, amount_refunded: int, currency: str,
@@ -83,7 +85,7 @@ def stripe_charge_refunded(pi: str, charge: str, *, amount: int, amount_refunded
            "currency": currency.lower(), "payment_intent": pi, "status": "succeeded", "created": created}
     body = {"id": event_id, "object": "event", "created": created, "type": "charge.refunded", "livemode": False,
             "data": {"object": obj}}
-    return Delivery("stripe", event_id, "charge.refunded", _dump(body), pi)
+    return Delivery("stripe", event_id, "charge.refunded", dump_body(body), pi)
 
 
 def stripe_refund(event_type: str, refund: str, pi: str, charge: str, *, amount: int, currency: str, created: int,
@@ -93,7 +95,7 @@ def stripe_refund(event_type: str, refund: str, pi: str, charge: str, *, amount:
            "charge": charge, "payment_intent": pi, "created": created}
     body = {"id": event_id, "object": "event", "created": created, "type": event_type, "livemode": False,
             "data": {"object": obj}}
-    return Delivery("stripe", event_id, event_type, _dump(body), pi)
+    return Delivery("stripe", event_id, event_type, dump_body(body), pi)
 
 
 def stripe_dispute(event_type: str, dispute: str, pi: str, charge: str, *, amount: int, currency: str,
@@ -103,7 +105,7 @@ def stripe_dispute(event_type: str, dispute: str, pi: str, charge: str, *, amoun
            "charge": charge, "payment_intent": pi, "created": created, "reason": "fraudulent"}
     body = {"id": event_id, "object": "event", "created": created, "type": event_type, "livemode": False,
             "data": {"object": obj}}
-    return Delivery("stripe", event_id, event_type, _dump(body), pi)
+    return Delivery("stripe", event_id, event_type, dump_body(body), pi)
 
 
 # PayPal --------------------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def paypal_capture(event_type: str, capture: str, *, order: str, amount: int, cu
     }
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": "capture",
             "resource_version": "2.0", "event_type": event_type, "summary": "capture", "resource": resource}
-    return Delivery("paypal", event_id, event_type, _dump(body), order)  # the order is the payment
+    return Delivery("paypal", event_id, event_type, dump_body(body), order)  # the order is the payment
 
 
 def paypal_refund(event_type: str, refund: str, capture: str, *, amount: int, total_refunded: int, currency: str,
@@ -148,7 +150,7 @@ def paypal_refund(event_type: str, refund: str, capture: str, *, amount: int, to
     }
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": "refund",
             "resource_version": "2.0", "event_type": event_type, "summary": "refund", "resource": resource}
-    return Delivery("paypal", event_id, event_type, _dump(body), order or capture)
+    return Delivery("paypal", event_id, event_type, dump_body(body), order or capture)
 
 
 def paypal_dispute(event_type: str, dispute: str, capture: str, *, amount: int, currency: str, when: datetime,
@@ -164,7 +166,7 @@ def paypal_dispute(event_type: str, dispute: str, capture: str, *, amount: int, 
         resource["dispute_outcome"] = {"outcome_code": outcome}
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": "dispute",
             "event_type": event_type, "summary": "dispute", "resource": resource}
-    return Delivery("paypal", event_id, event_type, _dump(body), order or capture)
+    return Delivery("paypal", event_id, event_type, dump_body(body), order or capture)
 
 
 # Scenarios -------------------------------------------------------------------------------------------

@@ -250,7 +250,7 @@ def _charge_refunded(env: WebhookEnvelope, etype: str, obj: Json, occurred: date
     refunded = gross - released
     captured = int_at(obj, "amount_captured")
     base = check_minor(captured) if captured else _amount(obj, "amount")
-    full = refunded >= base if released else obj.get("refunded") is True or refunded >= base
+    full = obj.get("refunded") is True or refunded >= base  # `refunded`: amount_refunded == amount
     # each embedded refund (before 2022-11-15; up to 10, newest first) is a part with its own status
     listed = [r for r in list_at(obj_at(obj, "refunds"), "data") if isinstance(r, dict)]
     parts = [part for r in _without_release(listed, released, gross) if (part := _refund_part(r)) is not None]

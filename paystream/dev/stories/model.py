@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from paystream.dev.scenarios import Delivery
 
-__all__ = ["AMOUNT", "CURRENCY", "Expected", "Story", "dump"]
+__all__ = ["AMOUNT", "CURRENCY", "Expected", "Story"]
 
 AMOUNT = 2000
 CURRENCY = "USD"
@@ -57,7 +55,3 @@ class Story:
         """What the merchant's ledger expects: what the provider captured (a partial capture is the
         merchant's choice), or the whole amount when nothing was."""
         return self.expected.captured if self.confirmed else AMOUNT
-
-
-def dump(data: Mapping[str, object]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()

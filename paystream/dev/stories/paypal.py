@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from paystream.dev.scenarios import Delivery, paypal_capture, paypal_dispute
-from paystream.dev.stories.model import AMOUNT, CURRENCY, Expected, Story, dump
+from paystream.dev.scenarios import Delivery, dump_body, paypal_capture, paypal_dispute
+from paystream.dev.stories.model import AMOUNT, CURRENCY, Expected, Story
 
 __all__ = ["paypal_stories"]
 
@@ -16,7 +16,7 @@ def _paypal(event_id: str, event_type: str, resource_type: str, when: datetime, 
             payment: str) -> Delivery:
     body = {"id": event_id, "event_version": "1.0", "create_time": _rfc3339(when), "resource_type": resource_type,
             "resource_version": "2.0", "event_type": event_type, "summary": event_type, "resource": resource}
-    return Delivery("paypal", event_id, event_type, dump(body), payment)
+    return Delivery("paypal", event_id, event_type, dump_body(body), payment)
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -67,7 +67,7 @@ def _pp_capture(name: str, n: int, capture: str, order: str, when: datetime, aut
     body["id"] = f"WH-{name}-{n}"
     if authorization is not None:
         body["resource"]["supplementary_data"]["related_ids"]["authorization_id"] = authorization
-    return Delivery("paypal", body["id"], delivery.event_type, dump(body), order)
+    return Delivery("paypal", body["id"], delivery.event_type, dump_body(body), order)
 
 
 def _pp_dispute(name: str, n: int, event_type: str, dispute: str, capture: str, order: str, when: datetime,
@@ -80,7 +80,7 @@ def _pp_dispute(name: str, n: int, event_type: str, dispute: str, capture: str, 
     body["resource"]["dispute_life_cycle_stage"] = stage
     if refunded is not None:
         body["resource"]["dispute_outcome"]["amount_refunded"] = _money(refunded)
-    return Delivery("paypal", body["id"], event_type, dump(body), order)
+    return Delivery("paypal", body["id"], event_type, dump_body(body), order)
 
 
 def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:

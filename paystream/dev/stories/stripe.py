@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from paystream.dev.scenarios import Delivery, stripe_payment_intent
-from paystream.dev.stories.model import AMOUNT, CURRENCY, Expected, Story, dump
+from paystream.dev.scenarios import Delivery, dump_body, stripe_payment_intent
+from paystream.dev.stories.model import AMOUNT, CURRENCY, Expected, Story
 
 __all__ = ["stripe_stories"]
 
@@ -16,7 +16,7 @@ __all__ = ["stripe_stories"]
 def _stripe_event(event_id: str, event_type: str, created: int, obj: dict[str, object]) -> Delivery:
     body = {"id": event_id, "object": "event", "created": created, "type": event_type, "livemode": False,
             "data": {"object": obj}}
-    return Delivery("stripe", event_id, event_type, dump(body), str(obj.get("payment_intent") or obj["id"]))
+    return Delivery("stripe", event_id, event_type, dump_body(body), str(obj.get("payment_intent") or obj["id"]))
 
 
 def _charge(name: str, n: int, event_type: str, pi: str, ch: str, created: int, *, refunded: int = 0,
