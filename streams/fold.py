@@ -15,7 +15,10 @@ Money is kept by component, never as "the last value written":
   total: it adds only what the refunds known to be counted at its time do not explain;
 - disputes by dispute id with open/inquiry/won/lost: open and lost ones are `disputed_minor`
   (an inquiry moves no money until it becomes a dispute), less what reversals of the same
-  capture already took;
+  capture already took, and less what refunds of it made once the dispute was open gave back
+  as far as refunds and disputes together would exceed the capture (a buyer never gets more
+  than the capture back; a refund from before the dispute is not netted, as a charge refunded
+  and then disputed and lost is lost twice);
 - authorizations by id: what is open and not yet captured is `authorized_minor`.
 
 The status is derived from those components, in this precedence: an open dispute or inquiry,
@@ -195,6 +198,9 @@ class _Seen:
         first = min(self.observations, key=lambda o: o[:3])[3].status
         return "pending" if self.kind in _REFUND_KINDS and first not in _COUNTED_REFUND else first
 
+    def first_at(self) -> datetime:
+        return min(o[0] for o in self.observations)
+
     def scope(self) -> str:
         return min(self.observations, key=lambda o: o[:3])[4]
 
@@ -255,42 +261,62 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
 
     # captures and authorizations
     authorized_open = 0
-    for (kind, _), seen in parts.items():
+    captured_by_id: dict[str, int] = {}
+    for (kind, part_id), seen in parts.items():
         latest = seen.latest()
         if kind == "capture" and latest.status == "succeeded":
-            money.captured_minor += max(o[3].amount_minor for o in seen.observations if o[3].status == "succeeded")
+            captured = max(o[3].amount_minor for o in seen.observations if o[3].status == "succeeded")
+            captured_by_id[part_id] = captured
+            money.captured_minor += captured
         elif kind == "authorization" and latest.status == "open":
             authorized_open += latest.amount_minor
 
     # refunds and reversals: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
+    refunded_by_scope: dict[str, int] = defaultdict(int)
     reversed_by_scope: dict[str, int] = defaultdict(int)
+    succeeded_refunds: list[tuple[str, datetime, int]] = []  # (scope, first seen, amount) of kind "refund"
     for kind in _REFUND_KINDS:
         for refund_id, seen, latest in _components(parts, kind, deciders):
             money.refunds[refund_id] = latest.amount_minor
             money.refund_states[refund_id] = latest.status
             if latest.status == "succeeded":
                 money.refunded_minor += latest.amount_minor
+                refunded_by_scope[seen.scope()] += latest.amount_minor
                 if kind == "reversal":
                     reversed_by_scope[seen.scope()] += latest.amount_minor
+                else:
+                    succeeded_refunds.append((seen.scope(), seen.first_at(), latest.amount_minor))
             elif latest.status == "pending":
                 money.refund_pending_minor += latest.amount_minor
             known_by_scope[seen.scope()].append(seen)
     for scope, total in totals.items():
         explained = sum(seen.latest().amount_minor for seen in known_by_scope.get(scope, ())
                         if seen.status_at(total.occurred_at) in _COUNTED_REFUND)
-        money.refunded_minor += max(0, (total.refunded_total_minor or 0) - explained)
+        beyond = max(0, (total.refunded_total_minor or 0) - explained)
+        money.refunded_minor += beyond
+        refunded_by_scope[scope] += beyond
         deciders.add(total.event_key)
 
-    # disputes; a reversal of the disputed capture is the provider taking that money: counted once, as refunded
+    # disputes; money the provider or the merchant already gave back on the disputed capture is counted once,
+    # as refunded: a reversal of it, and a refund made once the dispute was open (PayPal's "accept claim"
+    # refunds the disputed amount) as far as refunds and disputes together would exceed the capture
     disputed_by_scope: dict[str, int] = defaultdict(int)
+    opened_by_scope: dict[str, datetime] = {}
     for dispute_id, seen, latest in _components(parts, "dispute", deciders):
         money.disputes[dispute_id] = latest.amount_minor
         money.dispute_states[dispute_id] = latest.status
         if latest.status in ("open", "lost"):
-            disputed_by_scope[seen.scope()] += latest.amount_minor
-    money.disputed_minor = sum(max(0, amount - reversed_by_scope.get(scope, 0))
-                               for scope, amount in disputed_by_scope.items())
+            scope = seen.scope()
+            disputed_by_scope[scope] += latest.amount_minor
+            opened_by_scope[scope] = min(opened_by_scope.get(scope, seen.first_at()), seen.first_at())
+    for scope, amount in disputed_by_scope.items():
+        disputed = max(0, amount - reversed_by_scope.get(scope, 0))
+        refunded_since = sum(refund for refund_scope, first_at, refund in succeeded_refunds
+                             if refund_scope == scope and first_at >= opened_by_scope[scope])
+        captured = captured_by_id.get(scope, money.captured_minor)
+        beyond_capture = disputed + refunded_by_scope.get(scope, 0) - captured
+        money.disputed_minor += disputed - max(0, min(disputed, refunded_since, beyond_capture))
     states = set(money.dispute_states.values())
     money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
         "inquiry" if "inquiry" in states else "won" if "won" in states else None

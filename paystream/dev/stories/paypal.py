@@ -130,7 +130,24 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_capture(name, 0, c, o, w),
         _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-3", c, o, w + minute),
         _pp_refund(name, 2, "R-PP-E", c, o, w + 2 * minute, 500, "COMPLETED", 500),
-    ], Expected("disputed", refunded=500, disputed=AMOUNT, dispute_status="open", dispute_count=1))
+    ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
+    name = "paypal_dispute_accepted_with_refund"  # accepting the claim refunds the disputed amount: counted once
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-J", c, o, w + minute, 500, "COMPLETED", 500),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-9", c, o, w + 2 * minute),
+        _pp_refund(name, 3, "R-PP-K", c, o, w + 40 * minute, AMOUNT - 500, "COMPLETED", AMOUNT),
+        _pp_dispute(name, 4, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-9", c, o, w + 40 * minute, "ACCEPTED",
+                    refunded=AMOUNT - 500),
+    ], Expected("dispute_lost", refunded=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_dispute_lost_in_part_then_refund"  # the refund gives back the rest: nothing counted twice
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-10", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-10", c, o, w + 30 * minute,
+                    "RESOLVED_BUYER_FAVOUR", refunded=1200),
+        _pp_refund(name, 3, "R-PP-L", c, o, w + 60 * minute, AMOUNT - 1200, "COMPLETED", AMOUNT - 1200),
+    ], Expected("dispute_lost", refunded=AMOUNT - 1200, disputed=1200, dispute_status="lost", dispute_count=1))
     name = "paypal_chargeback_reversed_and_lost"  # the reversal takes the disputed money: counted once
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),

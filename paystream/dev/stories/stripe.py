@@ -127,12 +127,19 @@ def stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
         _dispute(name, 2, "charge.dispute.created", "dp_b", pi, ch, t + 60, "needs_response"),
         _dispute(name, 3, "charge.dispute.closed", "dp_b", pi, ch, t + 600, "won"),
     ], Expected("dispute_won", dispute_status="won", dispute_count=1))
-    name = "stripe_partial_refund_during_dispute"
+    name = "stripe_partial_refund_during_dispute"  # the buyer cannot get back more than the charge
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
         _dispute(name, 2, "charge.dispute.created", "dp_c", pi, ch, t + 60, "needs_response"),
         _refund(name, 3, "refund.created", "re_i", pi, ch, t + 120, 500, "succeeded"),
-    ], Expected("disputed", refunded=500, disputed=AMOUNT, dispute_status="open", dispute_count=1))
+    ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
+    name = "stripe_refunded_then_dispute_lost"  # the refund came first: the merchant loses the money twice
+    story(name, lambda pi, ch, t: [
+        *paid(name, pi, ch, t),
+        _refund(name, 2, "refund.created", "re_n", pi, ch, t + 60, AMOUNT, "succeeded"),
+        _dispute(name, 3, "charge.dispute.created", "dp_f", pi, ch, t + 120, "needs_response"),
+        _dispute(name, 4, "charge.dispute.closed", "dp_f", pi, ch, t + 3600, "lost"),
+    ], Expected("dispute_lost", refunded=AMOUNT, disputed=AMOUNT, dispute_status="lost", dispute_count=1))
     name = "stripe_dispute_before_payment"  # names only the charge and is delivered first
     story(name, lambda pi, ch, t: [
         _dispute(name, 2, "charge.dispute.created", "dp_d", None, ch, t + 60, "needs_response"),
