@@ -4,8 +4,11 @@ The canonical payment id per provider (docs/architecture.md, "Identity"):
 - Stripe: the PaymentIntent (`pi_…`); a legacy charge with no PaymentIntent is its own payment.
   A Charge object always says which (`payment_intent` or null), so every charge event knows;
   a refund or dispute that names only its charge (`payment_intent: null`) does not.
-- PayPal: the order (Orders v2); a capture or authorization that names no order, and a v1
-  sale, is its own payment. Refunds and disputes name only the capture (or sale).
+- PayPal: the order (Orders v2); an authorization that names no order, and a v1 sale, is its
+  own payment, and so is a capture that names neither an order nor an authorization. A capture
+  that names only its authorization (`links[rel=up]`, no `supplementary_data`, as older
+  deliveries do) belongs to the authorization's payment. Refunds and disputes name only the
+  capture (or sale).
 - Standard Webhooks: the payload's payment id.
 
 An event that knows its payment links its aliases (charge, capture, authorization, sale ids)
@@ -53,8 +56,12 @@ class Identity:
 def identify(event: PaymentEvent) -> Identity:
     """Where `event` belongs, from what its own payload states."""
     related = event.related_ids
-    if RESOLVED in related:
-        return Identity(related[RESOLVED])
+    if RESOLVED in related:  # resolved through an alias: what it proves still links (a held capture's own id)
+        return Identity(related[RESOLVED], links=_stated(event, related).links)
+    return _stated(event, related)
+
+
+def _stated(event: PaymentEvent, related: dict[str, str]) -> Identity:
     if event.kind == Kind.OTHER.value:
         return Identity(event.payment_id)  # changes no payment: nothing to resolve or hold
     if event.provider == "stripe":
@@ -83,6 +90,8 @@ def _paypal(event: PaymentEvent, related: dict[str, str]) -> Identity:
     links = tuple(dict.fromkeys(ids))
     if "order" in related:
         return Identity(related["order"], links=links)
+    if event.kind == Kind.PAYMENT.value and "authorization" in related and "capture" in related:
+        return Identity(None, alias=related["authorization"], links=links)  # the authorization's payment
     if event.kind in (Kind.PAYMENT.value, Kind.AUTHORIZATION.value) or "sale" in related:
         return Identity(event.payment_id, links=links)
     return Identity(None, alias=event.payment_id)
@@ -153,15 +162,30 @@ def payment_keys(events: list[PaymentEvent]) -> dict[str, str]:
     """Event key → `<provider>:<payment>` for a whole set of events at once: the reference the
     worker's incremental resolution must reach (tests, rebuilds). An event whose alias is never
     linked stays on the alias, as the worker holds it there."""
+    identities = [(event, identify(event)) for event in events]
     links: dict[tuple[str, str], str] = {}
-    for event in events:
-        identity = identify(event)
+    for event, identity in identities:
         if identity.payment is not None:
             for alias in identity.links:
                 links.setdefault((event.provider, alias), identity.payment)
+    # an event resolved through an alias links what it proves in turn (a capture named by its refunds)
+    pending = [(event, identity) for event, identity in identities if identity.payment is None and identity.links]
+    while pending:
+        progressed = False
+        for event, identity in list(pending):
+            payment = links.get((event.provider, identity.alias or event.payment_id))
+            if payment is None:
+                continue
+            for alias in identity.links:
+                links.setdefault((event.provider, alias), payment)
+            pending.remove((event, identity))
+            progressed = True
+        if not progressed:  # an alias nothing links: its events are released under it (`held_release.py`)
+            event, identity = pending[0]
+            alias = identity.alias or event.payment_id
+            links.setdefault((event.provider, alias), alias)
     keys: dict[str, str] = {}
-    for event in events:
-        identity = identify(event)
+    for event, identity in identities:
         alias = identity.alias or event.payment_id
         payment = identity.payment or links.get((event.provider, alias), alias)
         keys[event.event_key] = f"{event.provider}:{payment}"

@@ -1,8 +1,10 @@
 """PayPal event → `PaymentEvent` (mapping of providers.md 2.6-2.8).
 
 The payment is the order (Orders v2): captures and authorizations name it
-(`supplementary_data.related_ids.order_id`, `links[rel=up]`) and are keyed by it. A capture or
-authorization that names no order is its own payment, and so is a v1 sale.
+(`supplementary_data.related_ids.order_id`, `links[rel=up]`) and are keyed by it. An
+authorization that names no order is its own payment, and so is a v1 sale; a capture that names
+only its authorization (older deliveries: `links[rel=up]`, no `supplementary_data`) is resolved by
+the worker to the authorization's payment (`streams/identity.py`).
 Refunds (`links[rel=up]` → capture) and disputes (`seller_transaction_id`) name only the
 capture or sale: they are keyed by it and the worker resolves it through the capture → order
 link (`streams/identity.py`). `occurred_at` is the resource's `update_time`, else its

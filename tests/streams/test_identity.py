@@ -30,6 +30,8 @@ def event(provider: str, event_type: str, kind: str, payment_id: str, key: str =
     (event("paypal", "PAYMENT.CAPTURE.COMPLETED", "payment", "O1", order="O1", capture="C1", authorization="A1"),
      Identity("O1", links=("C1", "A1"))),
     (event("paypal", "PAYMENT.CAPTURE.COMPLETED", "payment", "C2", capture="C2"), Identity("C2", links=("C2",))),
+    (event("paypal", "PAYMENT.CAPTURE.COMPLETED", "payment", "C3", capture="C3", authorization="A3"),
+     Identity(None, alias="A3", links=("C3", "A3"))),
     (event("paypal", "PAYMENT.CAPTURE.REFUNDED", "refund", "C1", capture="C1", refund="R1"),
      Identity(None, alias="C1")),
     (event("paypal", "CUSTOMER.DISPUTE.CREATED", "dispute", "C1"), Identity(None, alias="C1")),
@@ -60,3 +62,21 @@ def test_payment_keys_resolve_aliases_whichever_comes_first_and_keep_unlinked_on
     orphan = event("stripe", "charge.dispute.created", "dispute", "ch_7", key="e3", charge="ch_7")
     assert payment_keys([dispute, orphan, charge]) == {
         "stripe:e1": "stripe:pi_1", "stripe:e2": "stripe:pi_1", "stripe:e3": "stripe:ch_7"}
+
+
+def test_a_capture_resolved_through_its_authorization_still_links_itself() -> None:
+    """Its refunds name only the capture: the capture's id must reach the order too."""
+    capture = event("paypal", "PAYMENT.CAPTURE.COMPLETED", "payment", "C3", capture="C3", authorization="A3")
+    assert identify(resolved(capture, "O3")) == Identity("O3", links=("C3", "A3"))
+
+
+def test_payment_keys_follow_a_refund_through_its_capture_to_the_authorizations_order() -> None:
+    refund = event("paypal", "PAYMENT.CAPTURE.REFUNDED", "refund", "C3", key="e1", capture="C3", refund="R3")
+    capture = event("paypal", "PAYMENT.CAPTURE.COMPLETED", "payment", "C3", key="e2", capture="C3",
+                    authorization="A3")
+    authorization = event("paypal", "PAYMENT.AUTHORIZATION.CREATED", "authorization", "O3", key="e3",
+                          order="O3", authorization="A3")
+    assert payment_keys([refund, capture, authorization]) == {
+        "paypal:e1": "paypal:O3", "paypal:e2": "paypal:O3", "paypal:e3": "paypal:O3"}
+    # no event ever names the authorization's order: both are released under the authorization
+    assert payment_keys([refund, capture]) == {"paypal:e1": "paypal:A3", "paypal:e2": "paypal:A3"}

@@ -59,13 +59,21 @@ def _pp_authorization(name: str, n: int, event_type: str, auth: str, order: str,
     return _paypal(f"WH-{name}-{n}", event_type, "authorization", when, resource, order)
 
 
-def _pp_capture(name: str, n: int, capture: str, order: str, when: datetime, authorization: str | None = None
-                ) -> Delivery:
+def _pp_capture(name: str, n: int, capture: str, order: str, when: datetime, authorization: str | None = None,
+                *, up_only: bool = False) -> Delivery:
+    """`up_only`: the capture names its authorization only through `links[rel=up]`, with no
+    `supplementary_data`, as older deliveries do)."""
     delivery = paypal_capture("PAYMENT.CAPTURE.COMPLETED", capture, order=order, amount=AMOUNT, currency=CURRENCY,
                               when=when)
     body = json.loads(delivery.body)
     body["id"] = f"WH-{name}-{n}"
-    if authorization is not None:
+    if up_only and authorization is not None:
+        del body["resource"]["supplementary_data"]
+        body["resource"]["links"] = [
+            {"href": f"https://api.paypal.com/v2/payments/captures/{capture}", "rel": "self", "method": "GET"},
+            {"href": f"https://api.paypal.com/v2/payments/authorizations/{authorization}", "rel": "up",
+             "method": "GET"}]
+    elif authorization is not None:
         body["resource"]["supplementary_data"]["related_ids"]["authorization_id"] = authorization
     return Delivery("paypal", body["id"], delivery.event_type, dump_body(body), order)
 
@@ -186,6 +194,13 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_authorization(name, 2, "PAYMENT.AUTHORIZATION.CREATED", "AU-PP-A", o, w + minute),
         _pp_capture(name, 3, c, o, w + 10 * minute, authorization="AU-PP-A"),
         _pp_refund(name, 4, "R-PP-F", c, o, w + 20 * minute, 500, "COMPLETED", 500),
+    ], Expected("partially_refunded", refunded=500))
+    name = "paypal_capture_names_only_its_authorization"  # resolved through the authorization, as its refund is
+    story(name, lambda o, c, w: [
+        _pp_order(name, 0, "CHECKOUT.ORDER.COMPLETED", o, w, authorization=("AU-PP-D", "CREATED")),
+        _pp_authorization(name, 1, "PAYMENT.AUTHORIZATION.CREATED", "AU-PP-D", o, w),
+        _pp_capture(name, 2, c, o, w + 10 * minute, authorization="AU-PP-D", up_only=True),
+        _pp_refund(name, 3, "R-PP-M", c, o, w + 20 * minute, 500, "COMPLETED", 500),
     ], Expected("partially_refunded", refunded=500))
     name = "paypal_authorized_only"
     story(name, lambda o, c, w: [
