@@ -18,7 +18,8 @@ Money is kept by component, never as "the last value written":
   capture already took, and less what refunds of it made once the dispute was open gave back
   as far as refunds and disputes together would exceed the capture (a buyer never gets more
   than the capture back; a refund from before the dispute is not netted, as a charge refunded
-  and then disputed and lost is lost twice);
+  and then disputed and lost is lost twice). A dispute won after a reversal of its capture gets
+  that reversal back: its refund state is `returned` and it counts nothing;
 - authorizations by id: what is open and not yet captured is `authorized_minor`.
 
 The status is derived from those components, in this precedence: an open dispute or inquiry,
@@ -38,6 +39,13 @@ from datetime import datetime
 
 from schemas.lifecycle import STATUS_RANK, Kind, Status
 from schemas.records import HistoryEntry, MoneyPart, PaymentEvent
+from streams.fold_flags import (
+    FLAG_CONFLICTING_AMOUNTS,
+    FLAG_CONFLICTING_CURRENCY,
+    FLAG_OUT_OF_ORDER,
+    delivery_flags,
+    ignored_events,
+)
 
 __all__ = [
     "CONFIRMED_STATUSES",
@@ -49,9 +57,6 @@ __all__ = [
     "fold",
 ]
 
-FLAG_OUT_OF_ORDER = "out_of_order_seen"
-FLAG_CONFLICTING_AMOUNTS = "conflicting_amounts"
-FLAG_CONFLICTING_CURRENCY = "conflicting_currency"
 
 CONFIRMED_STATUSES = frozenset({
     Status.SUCCEEDED.value, Status.PARTIALLY_REFUNDED.value, Status.REFUNDED.value,
@@ -261,7 +266,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
 
     # captures and authorizations
     authorized_open = 0
-    captured_by_id: dict[str, int] = {}
+    captured_by_id: dict[str, int] = {}  # succeeded captures by id: the most a disputed capture gives back
     for (kind, part_id), seen in parts.items():
         latest = seen.latest()
         if kind == "capture" and latest.status == "succeeded":
@@ -273,20 +278,14 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
 
     # refunds and reversals: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
-    refunded_by_scope: dict[str, int] = defaultdict(int)
-    reversed_by_scope: dict[str, int] = defaultdict(int)
-    succeeded_refunds: list[tuple[str, datetime, int]] = []  # (scope, first seen, amount) of kind "refund"
+    back = _GivenBack()
     for kind in _REFUND_KINDS:
         for refund_id, seen, latest in _components(parts, kind, deciders):
             money.refunds[refund_id] = latest.amount_minor
             money.refund_states[refund_id] = latest.status
             if latest.status == "succeeded":
                 money.refunded_minor += latest.amount_minor
-                refunded_by_scope[seen.scope()] += latest.amount_minor
-                if kind == "reversal":
-                    reversed_by_scope[seen.scope()] += latest.amount_minor
-                else:
-                    succeeded_refunds.append((seen.scope(), seen.first_at(), latest.amount_minor))
+                back.add(kind, refund_id, seen, latest.amount_minor)
             elif latest.status == "pending":
                 money.refund_pending_minor += latest.amount_minor
             known_by_scope[seen.scope()].append(seen)
@@ -295,28 +294,9 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
                         if seen.status_at(total.occurred_at) in _COUNTED_REFUND)
         beyond = max(0, (total.refunded_total_minor or 0) - explained)
         money.refunded_minor += beyond
-        refunded_by_scope[scope] += beyond
+        back.refunded[scope] += beyond
         deciders.add(total.event_key)
-
-    # disputes; money the provider or the merchant already gave back on the disputed capture is counted once,
-    # as refunded: a reversal of it, and a refund made once the dispute was open (PayPal's "accept claim"
-    # refunds the disputed amount) as far as refunds and disputes together would exceed the capture
-    disputed_by_scope: dict[str, int] = defaultdict(int)
-    opened_by_scope: dict[str, datetime] = {}
-    for dispute_id, seen, latest in _components(parts, "dispute", deciders):
-        money.disputes[dispute_id] = latest.amount_minor
-        money.dispute_states[dispute_id] = latest.status
-        if latest.status in ("open", "lost"):
-            scope = seen.scope()
-            disputed_by_scope[scope] += latest.amount_minor
-            opened_by_scope[scope] = min(opened_by_scope.get(scope, seen.first_at()), seen.first_at())
-    for scope, amount in disputed_by_scope.items():
-        disputed = max(0, amount - reversed_by_scope.get(scope, 0))
-        refunded_since = sum(refund for refund_scope, first_at, refund in succeeded_refunds
-                             if refund_scope == scope and first_at >= opened_by_scope[scope])
-        captured = captured_by_id.get(scope, money.captured_minor)
-        beyond_capture = disputed + refunded_by_scope.get(scope, 0) - captured
-        money.disputed_minor += disputed - max(0, min(disputed, refunded_since, beyond_capture))
+    _disputes(money, parts, deciders, back, captured_by_id)
     states = set(money.dispute_states.values())
     money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
         "inquiry" if "inquiry" in states else "won" if "won" in states else None
@@ -343,9 +323,68 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         status = own
     money.status = status
     money.deciders = frozenset(deciders)
-    money.ignored_events = _ignored(ordered)
-    money.flags = _flags(ordered, currencies, pre_capture_amounts)
+    money.ignored_events = ignored_events(ordered)
+    money.flags = delivery_flags(ordered, currencies, pre_capture_amounts)
     return money
+
+
+@dataclass(slots=True)
+class _GivenBack:
+    """Refunds and reversals that succeeded, per scope (capture, charge or sale): what disputes net against."""
+
+    refunded: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """refunds and reversals, and what a cumulative total adds beyond them"""
+    reversed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refunds: list[tuple[str, datetime, int]] = field(default_factory=list)
+    """(scope, first seen, amount) of each refund"""
+    reversals: list[tuple[datetime, str, str, int]] = field(default_factory=list)
+    """(first seen, id, scope, amount) of each reversal"""
+
+    def add(self, kind: str, part_id: str, seen: _Seen, amount: int) -> None:
+        scope = seen.scope()
+        self.refunded[scope] += amount
+        if kind == "reversal":
+            self.reversed[scope] += amount
+            self.reversals.append((seen.first_at(), part_id, scope, amount))
+        else:
+            self.refunds.append((scope, seen.first_at(), amount))
+
+
+def _disputes(money: Money, parts: dict[tuple[str, str], _Seen], deciders: set[str], back: _GivenBack,
+              captured_by_id: dict[str, int]) -> None:
+    """Disputes by id. Money already given back on a disputed capture is counted once, as refunded: a
+    reversal of it, and a refund made once the dispute was open (PayPal's "accept claim" refunds the
+    disputed amount) as far as refunds and disputes together would exceed the capture. A dispute won
+    after a reversal of its capture gets that reversal back (PayPal returns the money it took for a
+    chargeback decided for the merchant)."""
+    at_stake: dict[str, int] = defaultdict(int)
+    won: dict[str, int] = defaultdict(int)
+    opened: dict[tuple[str, bool], datetime] = {}
+    for dispute_id, seen, latest in _components(parts, "dispute", deciders):
+        money.disputes[dispute_id] = latest.amount_minor
+        money.dispute_states[dispute_id] = latest.status
+        scope, was_won = seen.scope(), latest.status == "won"
+        if latest.status in ("open", "lost"):
+            at_stake[scope] += latest.amount_minor
+        elif was_won:
+            won[scope] += latest.amount_minor
+        else:
+            continue
+        opened[(scope, was_won)] = min(opened.get((scope, was_won), seen.first_at()), seen.first_at())
+    for scope, amount in at_stake.items():
+        disputed = max(0, amount - back.reversed.get(scope, 0))
+        refunded_since = sum(refund for refund_scope, first_at, refund in back.refunds
+                             if refund_scope == scope and first_at >= opened[(scope, False)])
+        beyond_capture = disputed + back.refunded.get(scope, 0) - captured_by_id.get(scope, money.captured_minor)
+        money.disputed_minor += disputed - max(0, min(disputed, refunded_since, beyond_capture))
+    for scope, amount in won.items():
+        # reversals made once the won dispute was open that no open or lost dispute took, whole ones, oldest first
+        returnable = min(amount, back.reversed.get(scope, 0) - at_stake.get(scope, 0))
+        for first_at, reversal_id, reversal_scope, reversed_amount in sorted(back.reversals):
+            if reversal_scope == scope and first_at >= opened[(scope, True)] and reversed_amount <= returnable:
+                returnable -= reversed_amount
+                money.refunded_minor -= reversed_amount
+                money.refund_states[reversal_id] = "returned"
 
 
 def _components(parts: dict[tuple[str, str], _Seen], kind: str,
@@ -357,38 +396,3 @@ def _components(parts: dict[tuple[str, str], _Seen], kind: str,
             deciders.add(seen.decider())
             found.append((part_id, seen, seen.latest()))
     return found
-
-
-def _ignored(ordered: list[HistoryEntry]) -> list[str]:
-    """Status events that arrived after a later one (by provider time) had already decided the payment."""
-    ignored: list[str] = []
-    earliest_later_arrival = None
-    for entry in reversed(ordered):
-        if entry.kind not in _PAYMENT_KINDS or entry.status is None or entry.received_at is None:
-            continue
-        if earliest_later_arrival is not None and entry.received_at > earliest_later_arrival:
-            ignored.append(entry.event_key)
-        if earliest_later_arrival is None or entry.received_at < earliest_later_arrival:
-            earliest_later_arrival = entry.received_at
-    return sorted(ignored)
-
-
-def _flags(ordered: list[HistoryEntry], currencies: list[str], pre_capture_amounts: set[int]) -> list[str]:
-    flags: set[str] = set()
-    if len(currencies) > 1:
-        flags.add(FLAG_CONFLICTING_CURRENCY)
-    if len(pre_capture_amounts) > 1:
-        flags.add(FLAG_CONFLICTING_AMOUNTS)
-    # delivered out of provider order: an event arrived before one that happened strictly earlier
-    groups: dict[datetime, list[datetime]] = defaultdict(list)
-    for entry in ordered:
-        if entry.received_at is not None:
-            groups[entry.occurred_at].append(entry.received_at)
-    latest_earlier: datetime | None = None
-    for occurred in sorted(groups):
-        if latest_earlier is not None and min(groups[occurred]) < latest_earlier:
-            flags.add(FLAG_OUT_OF_ORDER)
-            break
-        group_latest = max(groups[occurred])
-        latest_earlier = group_latest if latest_earlier is None else max(latest_earlier, group_latest)
-    return sorted(flags)

@@ -165,6 +165,23 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-5", c, o, w + 60 * minute,
                     "RESOLVED_BUYER_FAVOUR", stage="CHARGEBACK", refunded=AMOUNT),
     ], Expected("dispute_lost", refunded=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_chargeback_reversed_and_won"  # PayPal returns what it took for a chargeback the merchant won
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-11", c, o, w + minute, stage="CHARGEBACK"),
+        _pp_refund(name, 2, "R-PP-N", c, o, w + 2 * minute, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-11", c, o, w + 60 * minute,
+                    "RESOLVED_SELLER_FAVOUR", stage="CHARGEBACK"),
+    ], Expected("dispute_won", dispute_status="won", dispute_count=1))
+    name = "paypal_reversal_before_a_dispute_that_is_won"  # the reversal was not the dispute's: it stays
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-O", c, o, w + minute, 500, "COMPLETED", 500, event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-12", c, o, w + 2 * minute),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-12", c, o, w + 30 * minute,
+                    "RESOLVED_SELLER_FAVOUR"),
+    ], Expected("partially_refunded", refunded=500, dispute_status="won", dispute_count=1))
     name = "paypal_reversal_and_dispute_on_different_captures"  # a reversal nets only its own capture's dispute
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),
