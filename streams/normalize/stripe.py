@@ -190,7 +190,10 @@ def _released(obj: Json) -> int:
     amount, captured = int_at(obj, "amount"), int_at(obj, "amount_captured")
     if amount is None or captured is None or obj.get("status") != "succeeded":
         return 0
-    return min(refunded, max(0, amount - captured))
+    # a partial capture releases the whole rest at once; a total below it is refunds of what was captured
+    # (a charge that may be captured again, multicapture, releases nothing before its last capture)
+    rest = max(0, amount - captured)
+    return rest if refunded >= rest else 0
 
 
 def _is_released_hold(obj: Json) -> bool:

@@ -90,6 +90,17 @@ def test_a_refund_equal_to_the_rest_is_kept_when_the_list_is_not_whole(envelope_
     assert ("refund", "re_refund", 500, "succeeded") in _parts(event)
 
 
+def test_a_total_below_the_uncaptured_rest_is_all_refunds(envelope_factory: EnvelopeFactory) -> None:
+    """A partial capture releases the whole rest at once, so a smaller total released nothing: a charge that
+    may be captured again (multicapture) refunded 300 of the 1000 captured so far."""
+    body = _partial_capture_refunded([("re_refund", 300, 1_700_000_100)])
+    body["data"]["object"]["amount_captured"] = 1000  # 1000 uncaptured, not released
+    body["data"]["object"]["amount_refunded"] = 300
+    event = normalize(envelope_factory("stripe", body))
+    assert (event.status, event.refunded_total_minor) == ("partially_refunded", 300)
+    assert ("refund", "re_refund", 300, "succeeded") in _parts(event)
+
+
 def test_a_refund_that_releases_an_expired_hold_is_a_void(envelope_factory: EnvelopeFactory) -> None:
     body = doc("built/stripe_refund.created.json")
     body["data"]["object"]["reason"] = "expired_uncaptured_charge"
