@@ -14,12 +14,10 @@ Money is kept by component, never as "the last value written":
   cumulative total (Stripe's `amount_refunded`, PayPal's `total_refunded_amount`) is a
   total: it adds only what the refunds known to be counted at its time do not explain;
 - disputes by dispute id with open/inquiry/won/lost: open and lost ones are `disputed_minor`
-  (an inquiry moves no money until it becomes a dispute), less what reversals of the same
-  capture already took, and less what refunds of it made once the dispute was open gave back
-  as far as refunds and disputes together would exceed the capture (a buyer never gets more
-  than the capture back; a refund from before the dispute is not netted, as a charge refunded
-  and then disputed and lost is lost twice). A dispute won after a reversal of its capture gets
-  that reversal back: its refund state is `returned` and it counts nothing;
+  (an inquiry moves no money until it becomes a dispute), less what was given back for them
+  (reversals, and refunds that settled them), which counts as refunded; a won dispute gets
+  the reversals given for it back (refund state `returned`, counted nowhere). Which refund
+  or reversal went to which dispute: `streams/fold_disputes.py`;
 - authorizations by id: what is open and not yet captured is `authorized_minor`.
 
 The status is derived from those components, in this precedence: an open dispute or inquiry,
@@ -39,6 +37,7 @@ from datetime import datetime
 
 from schemas.lifecycle import STATUS_RANK, Kind, Status
 from schemas.records import HistoryEntry, MoneyPart, PaymentEvent
+from streams.fold_disputes import GivenBack, settle_disputes
 from streams.fold_flags import (
     FLAG_CONFLICTING_AMOUNTS,
     FLAG_CONFLICTING_CURRENCY,
@@ -46,6 +45,7 @@ from streams.fold_flags import (
     delivery_flags,
     ignored_events,
 )
+from streams.fold_parts import COUNTED_REFUND, REFUND_KINDS, Seen, components, scope_of
 
 __all__ = [
     "CONFIRMED_STATUSES",
@@ -87,17 +87,6 @@ _PAYMENT_KINDS = frozenset({_KIND_PAYMENT, _KIND_AUTHORIZATION})
 _PRE_CAPTURE = frozenset({_STATUS_CREATED, _STATUS_REQUIRES_ACTION, _STATUS_PROCESSING,
                           _STATUS_AUTHORIZED, _STATUS_FAILED, _STATUS_CANCELED})
 _ENDED = frozenset({_STATUS_FAILED, _STATUS_CANCELED})
-# Within one provider second, the later stage of a part wins.
-_REFUND_RANK = {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2}
-_PART_RANK: dict[str, dict[str, int]] = {
-    "refund": _REFUND_RANK,
-    "reversal": _REFUND_RANK,
-    "dispute": {"inquiry": 0, "open": 0, "won": 1, "lost": 1},
-    "capture": {"pending": 0, "failed": 1, "succeeded": 2},
-    "authorization": {"open": 0, "captured": 1, "voided": 1},
-}
-_COUNTED_REFUND = frozenset({"pending", "succeeded"})
-_REFUND_KINDS = ("refund", "reversal")
 
 
 @dataclass(slots=True)
@@ -169,54 +158,13 @@ def _order(entry: HistoryEntry) -> tuple[datetime, int, str]:
     return entry.occurred_at, _RANK.get(entry.status or "", -1), entry.event_key
 
 
-def _scope(entry: HistoryEntry) -> str:
-    """What a cumulative refund total counts over: one capture (PayPal), charge (Stripe) or sale."""
-    related = entry.related_ids
-    return related.get("capture") or related.get("charge") or related.get("sale") or ""
-
-
-@dataclass(slots=True)
-class _Seen:
-    """Every observation of one part, in fold order."""
-
-    kind: str
-    observations: list[tuple[datetime, int, str, MoneyPart, str]] = field(default_factory=list)
-    """(time, stage rank, event key, part, scope of the event that stated it)"""
-
-    def add(self, entry: HistoryEntry, part: MoneyPart) -> None:
-        rank = _PART_RANK.get(self.kind, {}).get(part.status, 0)
-        self.observations.append((entry.occurred_at, rank, entry.event_key, part, _scope(entry)))
-
-    def latest(self) -> MoneyPart:
-        return max(self.observations, key=lambda o: o[:3])[3]
-
-    def decider(self) -> str:
-        return max(self.observations, key=lambda o: o[:3])[2]
-
-    def status_at(self, when: datetime) -> str:
-        """The status as of `when`; a part first seen later is taken as it was first seen, except that a
-        refund first seen failed or canceled was pending before: no refund is created failed, and a
-        provider's total from before its failure counted it (Stripe's `amount_refunded` does)."""
-        before = [o for o in self.observations if o[0] <= when]
-        if before:
-            return max(before, key=lambda o: o[:3])[3].status
-        first = min(self.observations, key=lambda o: o[:3])[3].status
-        return "pending" if self.kind in _REFUND_KINDS and first not in _COUNTED_REFUND else first
-
-    def first_at(self) -> datetime:
-        return min(o[0] for o in self.observations)
-
-    def scope(self) -> str:
-        return min(self.observations, key=lambda o: o[:3])[4]
-
-
 def fold(entries: Iterable[HistoryEntry]) -> Money:
     """The payment's state from its events' facts; the same set in any order gives the same result."""
     ordered = sorted(entries, key=_order)
     if not ordered:
         raise ValueError("fold needs at least one event")
     first, last = ordered[0], max(ordered, key=lambda e: (e.occurred_at, e.event_key))
-    parts: dict[tuple[str, str], _Seen] = {}
+    parts: dict[tuple[str, str], Seen] = {}
     currencies: list[str] = []
     base: HistoryEntry | None = None
     amount_entry: HistoryEntry | None = None
@@ -230,7 +178,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         if entry.currency is not None and entry.currency not in currencies:
             currencies.append(entry.currency)
         for part in _parts_of(entry):
-            parts.setdefault((part.kind, part.id), _Seen(part.kind)).add(entry, part)
+            parts.setdefault((part.kind, part.id), Seen(part.kind)).add(entry, part)
         if entry.kind == _KIND_OTHER:
             continue
         if entry.status is not None:
@@ -247,7 +195,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
                     pre_capture_amounts.add(entry.amount_minor)
         elif entry.kind == _KIND_REFUND:
             if entry.refunded_total_minor is not None:
-                scope = _scope(entry)
+                scope = scope_of(entry)
                 known = totals.get(scope)
                 # ordered by time; within one provider second a cumulative total only grows
                 if known is None or known.occurred_at < entry.occurred_at or \
@@ -277,26 +225,34 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
             authorized_open += latest.amount_minor
 
     # refunds and reversals: by id, plus what a cumulative total says beyond them
-    known_by_scope: dict[str, list[_Seen]] = defaultdict(list)
-    back = _GivenBack()
-    for kind in _REFUND_KINDS:
-        for refund_id, seen, latest in _components(parts, kind, deciders):
+    known_by_scope: dict[str, list[Seen]] = defaultdict(list)
+    back = GivenBack()
+    for kind in REFUND_KINDS:
+        for refund_id, seen, latest in components(parts, kind, deciders):
             money.refunds[refund_id] = latest.amount_minor
             money.refund_states[refund_id] = latest.status
             if latest.status == "succeeded":
                 money.refunded_minor += latest.amount_minor
-                back.add(kind, refund_id, seen, latest.amount_minor)
+                back.add(seen.first_at(), kind, refund_id, seen.scope(), latest.amount_minor)
             elif latest.status == "pending":
                 money.refund_pending_minor += latest.amount_minor
             known_by_scope[seen.scope()].append(seen)
     for scope, total in totals.items():
         explained = sum(seen.latest().amount_minor for seen in known_by_scope.get(scope, ())
-                        if seen.status_at(total.occurred_at) in _COUNTED_REFUND)
+                        if seen.status_at(total.occurred_at) in COUNTED_REFUND)
         beyond = max(0, (total.refunded_total_minor or 0) - explained)
-        money.refunded_minor += beyond
-        back.refunded[scope] += beyond
+        if beyond:
+            money.refunded_minor += beyond
+            back.add(total.occurred_at, "refund", "", scope, beyond)  # refunds known only from the total
         deciders.add(total.event_key)
-    _disputes(money, parts, deciders, back, captured_by_id)
+
+    settled = settle_disputes(parts, deciders, back, captured_by_id, money.captured_minor)
+    money.disputes, money.dispute_states, money.disputed_minor = \
+        settled.disputes, settled.dispute_states, settled.disputed_minor
+    for reversal_id, returned in settled.returned.items():
+        money.refunded_minor -= returned
+        if returned == money.refunds[reversal_id]:
+            money.refund_states[reversal_id] = "returned"
     states = set(money.dispute_states.values())
     money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
         "inquiry" if "inquiry" in states else "won" if "won" in states else None
@@ -326,73 +282,3 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     money.ignored_events = ignored_events(ordered)
     money.flags = delivery_flags(ordered, currencies, pre_capture_amounts)
     return money
-
-
-@dataclass(slots=True)
-class _GivenBack:
-    """Refunds and reversals that succeeded, per scope (capture, charge or sale): what disputes net against."""
-
-    refunded: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    """refunds and reversals, and what a cumulative total adds beyond them"""
-    reversed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    refunds: list[tuple[str, datetime, int]] = field(default_factory=list)
-    """(scope, first seen, amount) of each refund"""
-    reversals: list[tuple[datetime, str, str, int]] = field(default_factory=list)
-    """(first seen, id, scope, amount) of each reversal"""
-
-    def add(self, kind: str, part_id: str, seen: _Seen, amount: int) -> None:
-        scope = seen.scope()
-        self.refunded[scope] += amount
-        if kind == "reversal":
-            self.reversed[scope] += amount
-            self.reversals.append((seen.first_at(), part_id, scope, amount))
-        else:
-            self.refunds.append((scope, seen.first_at(), amount))
-
-
-def _disputes(money: Money, parts: dict[tuple[str, str], _Seen], deciders: set[str], back: _GivenBack,
-              captured_by_id: dict[str, int]) -> None:
-    """Disputes by id. Money already given back on a disputed capture is counted once, as refunded: a
-    reversal of it, and a refund made once the dispute was open (PayPal's "accept claim" refunds the
-    disputed amount) as far as refunds and disputes together would exceed the capture. A dispute won
-    after a reversal of its capture gets that reversal back (PayPal returns the money it took for a
-    chargeback decided for the merchant)."""
-    at_stake: dict[str, int] = defaultdict(int)
-    won: dict[str, int] = defaultdict(int)
-    opened: dict[tuple[str, bool], datetime] = {}
-    for dispute_id, seen, latest in _components(parts, "dispute", deciders):
-        money.disputes[dispute_id] = latest.amount_minor
-        money.dispute_states[dispute_id] = latest.status
-        scope, was_won = seen.scope(), latest.status == "won"
-        if latest.status in ("open", "lost"):
-            at_stake[scope] += latest.amount_minor
-        elif was_won:
-            won[scope] += latest.amount_minor
-        else:
-            continue
-        opened[(scope, was_won)] = min(opened.get((scope, was_won), seen.first_at()), seen.first_at())
-    for scope, amount in at_stake.items():
-        disputed = max(0, amount - back.reversed.get(scope, 0))
-        refunded_since = sum(refund for refund_scope, first_at, refund in back.refunds
-                             if refund_scope == scope and first_at >= opened[(scope, False)])
-        beyond_capture = disputed + back.refunded.get(scope, 0) - captured_by_id.get(scope, money.captured_minor)
-        money.disputed_minor += disputed - max(0, min(disputed, refunded_since, beyond_capture))
-    for scope, amount in won.items():
-        # reversals made once the won dispute was open that no open or lost dispute took, whole ones, oldest first
-        returnable = min(amount, back.reversed.get(scope, 0) - at_stake.get(scope, 0))
-        for first_at, reversal_id, reversal_scope, reversed_amount in sorted(back.reversals):
-            if reversal_scope == scope and first_at >= opened[(scope, True)] and reversed_amount <= returnable:
-                returnable -= reversed_amount
-                money.refunded_minor -= reversed_amount
-                money.refund_states[reversal_id] = "returned"
-
-
-def _components(parts: dict[tuple[str, str], _Seen], kind: str,
-                deciders: set[str]) -> list[tuple[str, _Seen, MoneyPart]]:
-    """(id, observations, latest) of every part of `kind`, by id; notes the events that decided them."""
-    found = []
-    for (part_kind, part_id), seen in sorted(parts.items()):
-        if part_kind == kind:
-            deciders.add(seen.decider())
-            found.append((part_id, seen, seen.latest()))
-    return found

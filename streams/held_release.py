@@ -9,8 +9,10 @@ seen only by a counter and the ops lookup. Once the partition's event-time clock
 itself, through the alias's own state-input partition (so the link is an input record with an offset,
 and a crash before it arrives leaves the entry unlinked, to be decided again): the alias is its own
 payment, and its held events are applied and emitted under it, as the reference model
-(`identity.payment_keys`) keys them. A real link that arrives first makes the release a no-op; one that
-arrives after it is a conflict (logged and counted), and the released events stay on the alias's payment.
+(`identity.payment_keys`) keys them (except for a chain no event ever links, whose entries may be
+released in either order: see "Identity" in docs/architecture.md). A real link that arrives first makes
+the release a no-op; one that arrives after it is a conflict (logged and counted), and the released
+events stay on the alias's payment.
 """
 
 from __future__ import annotations

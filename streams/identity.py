@@ -7,8 +7,9 @@ The canonical payment id per provider (docs/architecture.md, "Identity"):
 - PayPal: the order (Orders v2); an authorization that names no order, and a v1 sale, is its
   own payment, and so is a capture that names neither an order nor an authorization. A capture
   that names only its authorization (`links[rel=up]`, no `supplementary_data`, as older
-  deliveries do) belongs to the authorization's payment. Refunds and disputes name only the
-  capture (or sale).
+  deliveries do) belongs to the authorization's payment: it is held until an order or
+  authorization event links the authorization, and once resolved links its own id. Refunds and
+  disputes name only the capture (or sale).
 - Standard Webhooks: the payload's payment id.
 
 An event that knows its payment links its aliases (charge, capture, authorization, sale ids)
@@ -56,8 +57,9 @@ class Identity:
 def identify(event: PaymentEvent) -> Identity:
     """Where `event` belongs, from what its own payload states."""
     related = event.related_ids
-    if RESOLVED in related:  # resolved through an alias: what it proves still links (a held capture's own id)
-        return Identity(related[RESOLVED], links=_stated(event, related).links)
+    if RESOLVED in related:  # resolved through an alias: what else it proves still links (a held capture's own id)
+        stated = _stated(event, related)
+        return Identity(related[RESOLVED], links=tuple(a for a in stated.links if a != stated.alias))
     return _stated(event, related)
 
 

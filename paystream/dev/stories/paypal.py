@@ -79,9 +79,10 @@ def _pp_capture(name: str, n: int, capture: str, order: str, when: datetime, aut
 
 
 def _pp_dispute(name: str, n: int, event_type: str, dispute: str, capture: str, order: str, when: datetime,
-                outcome: str | None = None, *, stage: str = "INQUIRY", refunded: int | None = None) -> Delivery:
+                outcome: str | None = None, *, stage: str = "INQUIRY", refunded: int | None = None,
+                amount: int = AMOUNT) -> Delivery:
     """`refunded`: the resolution's `dispute_outcome.amount_refunded` (what the buyer got back in the end)."""
-    delivery = paypal_dispute(event_type, dispute, capture, amount=AMOUNT, currency=CURRENCY, when=when,
+    delivery = paypal_dispute(event_type, dispute, capture, amount=amount, currency=CURRENCY, when=when,
                               outcome=outcome)
     body = json.loads(delivery.body)
     body["id"] = f"WH-{name}-{n}"
@@ -154,8 +155,38 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-10", c, o, w + minute),
         _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-10", c, o, w + 30 * minute,
                     "RESOLVED_BUYER_FAVOUR", refunded=1200),
-        _pp_refund(name, 3, "R-PP-L", c, o, w + 60 * minute, AMOUNT - 1200, "COMPLETED", AMOUNT - 1200),
+        _pp_refund(name, 3, "R-PP-L", c, o, w + 24 * 60 * minute, AMOUNT - 1200, "COMPLETED", AMOUNT - 1200),
     ], Expected("dispute_lost", refunded=AMOUNT - 1200, disputed=1200, dispute_status="lost", dispute_count=1))
+    name = "paypal_partial_dispute_settled_by_refund"  # the claim is for one item: refund and dispute are one
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-13", c, o, w + minute, amount=800),
+        _pp_refund(name, 2, "R-PP-P", c, o, w + 40 * minute, 800, "COMPLETED", 800),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-13", c, o, w + 40 * minute, "ACCEPTED",
+                    refunded=800, amount=800),
+    ], Expected("dispute_lost", refunded=800, dispute_status="lost", dispute_count=1))
+    name = "paypal_dispute_seen_only_resolved_after_its_refund"  # the opening was not delivered
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-Q", c, o, w + 40 * minute - timedelta(seconds=5), AMOUNT, "COMPLETED", AMOUNT),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-14", c, o, w + 40 * minute, "ACCEPTED",
+                    refunded=AMOUNT),
+    ], Expected("dispute_lost", refunded=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_two_disputes_on_one_capture"  # each reversal settles its own dispute: one won, one lost
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-15", c, o, w + minute, stage="CHARGEBACK",
+                    amount=1500),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-16", c, o, w + 2 * minute, amount=500),
+        _pp_refund(name, 3, "R-PP-R", c, o, w + 3 * minute, 500, "COMPLETED", 500,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 4, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-16", c, o, w + 10 * minute, "RESOLVED_BUYER_FAVOUR",
+                    amount=500),
+        _pp_refund(name, 5, "R-PP-S", c, o, w + 20 * minute, 1500, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 6, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-15", c, o, w + 60 * minute,
+                    "RESOLVED_SELLER_FAVOUR", stage="CHARGEBACK", amount=1500),
+    ], Expected("dispute_lost", refunded=500, dispute_status="lost", dispute_count=2))
     name = "paypal_chargeback_reversed_and_lost"  # the reversal takes the disputed money: counted once
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),
@@ -174,14 +205,29 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-11", c, o, w + 60 * minute,
                     "RESOLVED_SELLER_FAVOUR", stage="CHARGEBACK"),
     ], Expected("dispute_won", dispute_status="won", dispute_count=1))
-    name = "paypal_reversal_before_a_dispute_that_is_won"  # the reversal was not the dispute's: it stays
+    name = "paypal_chargeback_won_and_claim_settled_on_one_capture"  # the reversal comes back, the refund stays
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),
-        _pp_refund(name, 1, "R-PP-O", c, o, w + minute, 500, "COMPLETED", 500, event_type="PAYMENT.CAPTURE.REVERSED"),
-        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-12", c, o, w + 2 * minute),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-17", c, o, w + minute, stage="CHARGEBACK",
+                    amount=1000),
+        _pp_refund(name, 2, "R-PP-T", c, o, w + 2 * minute, 1000, "COMPLETED", 1000,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.CREATED", "PP-D-18", c, o, w + 3 * minute, amount=1000),
+        _pp_refund(name, 4, "R-PP-U", c, o, w + 10 * minute, 1000, "COMPLETED", AMOUNT),
+        _pp_dispute(name, 5, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-18", c, o, w + 10 * minute, "ACCEPTED",
+                    refunded=1000, amount=1000),
+        _pp_dispute(name, 6, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-17", c, o, w + 60 * minute,
+                    "RESOLVED_SELLER_FAVOUR", stage="CHARGEBACK", amount=1000),
+    ], Expected("dispute_lost", refunded=1000, dispute_status="lost", dispute_count=2))
+    name = "paypal_chargeback_reversed_before_its_dispute_and_won"  # PayPal reversed first, then opened the case
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-O", c, o, w + 2 * minute - timedelta(seconds=10), AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-12", c, o, w + 2 * minute, stage="CHARGEBACK"),
         _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-12", c, o, w + 30 * minute,
-                    "RESOLVED_SELLER_FAVOUR"),
-    ], Expected("partially_refunded", refunded=500, dispute_status="won", dispute_count=1))
+                    "RESOLVED_SELLER_FAVOUR", stage="CHARGEBACK"),
+    ], Expected("dispute_won", dispute_status="won", dispute_count=1))
     name = "paypal_reversal_and_dispute_on_different_captures"  # a reversal nets only its own capture's dispute
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),

@@ -133,6 +133,12 @@ def stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
         _dispute(name, 2, "charge.dispute.created", "dp_c", pi, ch, t + 60, "needs_response"),
         _refund(name, 3, "refund.created", "re_i", pi, ch, t + 120, 500, "succeeded"),
     ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
+    name = "stripe_new_total_refund_during_dispute"  # known only from amount_refunded: settles as a refund does
+    story(name, lambda pi, ch, t: [
+        *paid(name, pi, ch, t),
+        _dispute(name, 2, "charge.dispute.created", "dp_g", pi, ch, t + 60, "needs_response"),
+        _charge(name, 3, "charge.refunded", pi, ch, t + 120, refunded=500),
+    ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
     name = "stripe_refunded_then_dispute_lost"  # the refund came first: the merchant loses the money twice
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
