@@ -171,6 +171,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     requested_entry: HistoryEntry | None = None
     pre_capture_amounts: set[int] = set()
     totals: dict[str, HistoryEntry] = {}
+    every_total: dict[str, list[HistoryEntry]] = defaultdict(list)
     latest_refund_status: str | None = None
     status_at = first.occurred_at
     confirmed_at: datetime | None = None
@@ -196,6 +197,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         elif entry.kind == _KIND_REFUND:
             if entry.refunded_total_minor is not None:
                 scope = scope_of(entry)
+                every_total[scope].append(entry)
                 known = totals.get(scope)
                 # ordered by time; within one provider second a cumulative total only grows
                 if known is None or known.occurred_at < entry.occurred_at or \
@@ -238,15 +240,14 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
                 money.refund_pending_minor += latest.amount_minor
             known_by_scope[seen.scope()].append(seen)
     for scope, total in totals.items():
-        explained = sum(seen.latest().amount_minor for seen in known_by_scope.get(scope, ())
-                        if seen.status_at(total.occurred_at) in COUNTED_REFUND)
-        beyond = max(0, (total.refunded_total_minor or 0) - explained)
-        if beyond:
-            money.refunded_minor += beyond
-            back.add(total.occurred_at, "refund", "", scope, beyond)  # refunds known only from the total
+        listed = known_by_scope.get(scope, [])
+        beyond = _beyond(total, listed)
+        money.refunded_minor += beyond
         deciders.add(total.event_key)
+        for at, amount in _dated(every_total[scope], listed, beyond):  # refunds known only from totals
+            back.add(at, "refund", "", scope, amount)
 
-    settled = settle_disputes(parts, deciders, back, captured_by_id, money.captured_minor)
+    settled = settle_disputes(parts, deciders, back, captured_by_id)
     money.disputes, money.dispute_states, money.disputed_minor = \
         settled.disputes, settled.dispute_states, settled.disputed_minor
     for reversal_id, returned in settled.returned.items():
@@ -282,3 +283,28 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
     money.ignored_events = ignored_events(ordered)
     money.flags = delivery_flags(ordered, currencies, pre_capture_amounts)
     return money
+
+
+def _beyond(total: HistoryEntry, known: list[Seen]) -> int:
+    """What a cumulative total says was refunded beyond the refunds known to be counted at its time."""
+    explained = sum(seen.latest().amount_minor for seen in known if seen.status_at(total.occurred_at) in COUNTED_REFUND)
+    return max(0, (total.refunded_total_minor or 0) - explained)
+
+
+def _dated(totals: list[HistoryEntry], known: list[Seen], beyond: int) -> list[tuple[datetime, int]]:
+    """When the `beyond` of the latest total was refunded: each total's growth of it at that total's time
+    (money a later refund by id explained is taken off the newest)."""
+    dated: list[tuple[datetime, int]] = []
+    so_far = 0
+    for total in totals:  # in fold order
+        unexplained = _beyond(total, known)
+        if unexplained > so_far:
+            dated.append((total.occurred_at, unexplained - so_far))
+            so_far = unexplained
+    excess = so_far - beyond
+    while excess > 0 and dated:
+        at, amount = dated.pop()
+        if amount > excess:
+            dated.append((at, amount - excess))
+        excess -= amount
+    return dated

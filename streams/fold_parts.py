@@ -63,9 +63,16 @@ class Seen:
     def first_status(self) -> str:
         return min(self.observations, key=lambda o: o[:3])[3].status
 
-    def first_at_status(self, statuses: frozenset[str]) -> datetime | None:
-        """When the part was first seen in one of `statuses` (None: never)."""
-        return min((o[0] for o in self.observations if o[3].status in statuses), default=None)
+    def reached_at(self, statuses: frozenset[str]) -> datetime | None:
+        """When the part reached one of `statuses` to stay: its first such observation after the last other
+        one (None: it is not in one of them now)."""
+        at = None
+        for o in sorted(self.observations, key=lambda o: o[:3]):
+            if o[3].status not in statuses:
+                at = None
+            elif at is None:
+                at = o[0]
+        return at
 
     def scope(self) -> str:
         return min(self.observations, key=lambda o: o[:3])[4]

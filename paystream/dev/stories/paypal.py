@@ -155,7 +155,7 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-10", c, o, w + minute),
         _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-10", c, o, w + 30 * minute,
                     "RESOLVED_BUYER_FAVOUR", refunded=1200),
-        _pp_refund(name, 3, "R-PP-L", c, o, w + 24 * 60 * minute, AMOUNT - 1200, "COMPLETED", AMOUNT - 1200),
+        _pp_refund(name, 3, "R-PP-L", c, o, w + 60 * minute, AMOUNT - 1200, "COMPLETED", AMOUNT - 1200),
     ], Expected("dispute_lost", refunded=AMOUNT - 1200, disputed=1200, dispute_status="lost", dispute_count=1))
     name = "paypal_partial_dispute_settled_by_refund"  # the claim is for one item: refund and dispute are one
     story(name, lambda o, c, w: [
@@ -219,6 +219,45 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 6, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-17", c, o, w + 60 * minute,
                     "RESOLVED_SELLER_FAVOUR", stage="CHARGEBACK", amount=1000),
     ], Expected("dispute_lost", refunded=1000, dispute_status="lost", dispute_count=2))
+    day = timedelta(days=1)
+    name = "paypal_claim_won_then_a_chargeback_weeks_later"  # the reversal is the new case's, not the old one's
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-19", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-19", c, o, w + 3 * day, "RESOLVED_SELLER_FAVOUR"),
+        _pp_refund(name, 3, "R-PP-V", c, o, w + 40 * day, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 4, "CUSTOMER.DISPUTE.CREATED", "PP-D-20", c, o, w + 40 * day + timedelta(seconds=10),
+                    stage="CHARGEBACK"),
+    ], Expected("disputed", refunded=AMOUNT, dispute_status="open", dispute_count=2))
+    name = "paypal_claim_won_then_an_unrelated_reversal"  # no dispute was open: the reversal stays
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-21", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-21", c, o, w + 3 * day, "RESOLVED_SELLER_FAVOUR"),
+        _pp_refund(name, 3, "R-PP-W", c, o, w + 30 * day, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+    ], Expected("refunded", refunded=AMOUNT, dispute_status="won", dispute_count=1))
+    name = "paypal_claim_open_and_a_chargeback_reversed_before_its_case"  # the reversal is the nearer case's
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-22", c, o, w + minute, amount=500),
+        _pp_refund(name, 2, "R-PP-X", c, o, w + 10 * minute, 1500, "COMPLETED", 1500,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.CREATED", "PP-D-23", c, o, w + 10 * minute + timedelta(seconds=10),
+                    stage="CHARGEBACK", amount=1500),
+    ], Expected("disputed", refunded=1500, disputed=500, dispute_status="open", dispute_count=2))
+    name = "paypal_dispute_reopened_then_settled_by_refund"  # the window closes at the last decision
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-24", c, o, w + minute, amount=800),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-24", c, o, w + 10 * minute, "RESOLVED_SELLER_FAVOUR",
+                    amount=800),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.UPDATED", "PP-D-24", c, o, w + 20 * minute, amount=800),
+        _pp_refund(name, 4, "R-PP-Y", c, o, w + 30 * minute, 800, "COMPLETED", 800),
+        _pp_dispute(name, 5, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-24", c, o, w + 30 * minute, "ACCEPTED",
+                    refunded=800, amount=800),
+    ], Expected("dispute_lost", refunded=800, dispute_status="lost", dispute_count=1))
     name = "paypal_chargeback_reversed_before_its_dispute_and_won"  # PayPal reversed first, then opened the case
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),

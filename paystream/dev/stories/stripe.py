@@ -139,6 +139,13 @@ def stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
         _dispute(name, 2, "charge.dispute.created", "dp_g", pi, ch, t + 60, "needs_response"),
         _charge(name, 3, "charge.refunded", pi, ch, t + 120, refunded=500),
     ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
+    name = "stripe_new_totals_around_a_dispute"  # only the total's growth after the opening settles it
+    story(name, lambda pi, ch, t: [
+        *paid(name, pi, ch, t),
+        _charge(name, 2, "charge.refunded", pi, ch, t + 60, refunded=500),
+        _dispute(name, 3, "charge.dispute.created", "dp_h", pi, ch, t + 120, "needs_response"),
+        _charge(name, 4, "charge.refunded", pi, ch, t + 180, refunded=800),
+    ], Expected("disputed", refunded=800, disputed=AMOUNT - 300, dispute_status="open", dispute_count=1))
     name = "stripe_refunded_then_dispute_lost"  # the refund came first: the merchant loses the money twice
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
