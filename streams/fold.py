@@ -228,6 +228,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
 
     # refunds and reversals: by id, plus what a cumulative total says beyond them
     known_by_scope: dict[str, list[Seen]] = defaultdict(list)
+    disputed = any(kind == "dispute" for kind, _ in parts)  # else nothing is netted: skip the bookkeeping
     back = GivenBack()
     for kind in REFUND_KINDS:
         for refund_id, seen, latest in components(parts, kind, deciders):
@@ -235,7 +236,8 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
             money.refund_states[refund_id] = latest.status
             if latest.status == "succeeded":
                 money.refunded_minor += latest.amount_minor
-                back.add(seen.first_at(), kind, refund_id, seen.scope(), latest.amount_minor)
+                if disputed:
+                    back.add(seen.first_at(), kind, refund_id, seen.scope(), latest.amount_minor)
             elif latest.status == "pending":
                 money.refund_pending_minor += latest.amount_minor
             known_by_scope[seen.scope()].append(seen)
@@ -244,16 +246,17 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
         beyond = _beyond(total, listed)
         money.refunded_minor += beyond
         deciders.add(total.event_key)
-        for at, amount in _dated(every_total[scope], listed, beyond):  # refunds known only from totals
+        for at, amount in _dated(every_total[scope], listed, beyond) if disputed else ():  # known only from totals
             back.add(at, "refund", "", scope, amount)
 
-    settled = settle_disputes(parts, deciders, back, captured_by_id)
-    money.disputes, money.dispute_states, money.disputed_minor = \
-        settled.disputes, settled.dispute_states, settled.disputed_minor
-    for reversal_id, returned in settled.returned.items():
-        money.refunded_minor -= returned
-        if returned == money.refunds[reversal_id]:
-            money.refund_states[reversal_id] = "returned"
+    if disputed:
+        settled = settle_disputes(parts, deciders, back, captured_by_id)
+        money.disputes, money.dispute_states, money.disputed_minor = \
+            settled.disputes, settled.dispute_states, settled.disputed_minor
+        for reversal_id, returned in settled.returned.items():
+            money.refunded_minor -= returned
+            if returned == money.refunds[reversal_id]:
+                money.refund_states[reversal_id] = "returned"
     states = set(money.dispute_states.values())
     money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
         "inquiry" if "inquiry" in states else "won" if "won" in states else None
