@@ -2,16 +2,18 @@
 
 A dispute's money, open or lost, is `disputed_minor`, except what was given back for it, which is
 counted as refunded instead:
-- a reversal of the disputed capture made while the dispute was open, up to `OPENING_LEAD` before
-  its opening (PayPal takes the money for a chargeback, then opens the case) or `SETTLING_GRACE`
-  after its decision;
-- a refund made while the dispute was open or up to `SETTLING_GRACE` after its decision (PayPal's
-  "accept claim" refunds the disputed amount; an accepted offer refunds part of it);
-- beyond those, any later refund or reversal as far as refunds and disputes together would exceed
-  the capture (a buyer never gets more than the capture back).
+- a reversal of the disputed capture (PayPal takes the money for a chargeback, or for a dispute it
+  decided): first one made while the dispute was open, up to `OPENING_LEAD` before its opening
+  (PayPal reverses, then opens the case) or `SETTLING_GRACE` after its decision; then, for a dispute
+  still open or lost, any other reversal of that capture;
+- for a PayPal dispute, a refund made while it was open or up to `SETTLING_GRACE` after its decision
+  (accepting a claim refunds the disputed amount; an accepted offer refunds part of it), and beyond
+  those any later refund as far as refunds and disputes together would exceed the capture (a buyer
+  never gets more than the capture back). Stripe refuses to refund disputed money and withdraws a
+  dispute's amount whatever was refunded before, so a Stripe refund never settles a dispute.
 A refund from before the dispute is not netted: a charge refunded, then disputed and lost, is lost
-twice. A won dispute gets the reversals given for it back: they count nothing, and a reversal that
-came back whole has refund state `returned`.
+twice. A won dispute gets the reversals given for it in its window back: they count nothing, and
+a reversal that came back whole has refund state `returned`.
 
 Each reversal and refund goes to the disputes of its capture whose window holds it, nearest opening
 first (what one cannot take passes to the next), so several disputes on one capture settle apart.
@@ -59,6 +61,10 @@ class Settled:
     """reversal id -> what a won dispute got back of it"""
 
 
+_REFUNDS_SETTLE = frozenset({"paypal"})
+"""Providers whose merchant refunds can settle a dispute (the prefix of the dispute's event keys)."""
+
+
 @dataclass(slots=True)
 class _Claim:
     """One dispute of a capture, and the room its amount leaves for money given back for it."""
@@ -69,13 +75,18 @@ class _Claim:
     opened: datetime
     closes: datetime | None
     """end of the window in which money given back settles it (None: still open)"""
+    refunds_settle: bool
 
     def holds(self, at: datetime, *, reversal: bool) -> bool:
         if self.room <= 0 or (self.closes is not None and at > self.closes):
             return False
         if reversal:
             return at >= self.opened - OPENING_LEAD
-        return at >= self.opened and self.status != "won"  # a refund stays a refund when the dispute is won
+        # a refund stays a refund when the dispute is won
+        return self.refunds_settle and at >= self.opened and self.status != "won"
+
+    def nearness(self, at: datetime) -> tuple[timedelta, bool, str]:
+        return abs(self.opened - at), self.opened > at, self.dispute_id
 
 
 def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back: GivenBack,
@@ -92,35 +103,49 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
             opened -= OPENING_LEAD
         decided = seen.reached_at(_DECIDED)
         closes = decided + SETTLING_GRACE if decided is not None else None
-        claims[seen.scope()].append(_Claim(dispute_id, latest.status, latest.amount_minor, opened, closes))
+        claims[seen.scope()].append(_Claim(dispute_id, latest.status, latest.amount_minor, opened, closes,
+                                           seen.source() in _REFUNDS_SETTLE))
 
-    unsettled: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # given back for no dispute
-    given: dict[str, int] = defaultdict(int)  # per scope, refunds and reversals less what came back
+    left_over: list[tuple[datetime, str, str, str, int]] = []
     for at, kind, part_id, scope, amount in sorted(back.items):
         reversal = kind == "reversal"
+        left = _give(settled, sorted((c for c in claims.get(scope, ()) if c.holds(at, reversal=reversal)),
+                                     key=lambda c: c.nearness(at)), part_id, amount)
+        if left:
+            left_over.append((at, kind, part_id, scope, left))
+    unsettled: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # given back for no dispute
+    for at, kind, part_id, scope, amount in left_over:
         left = amount
-        for claim in sorted((c for c in claims.get(scope, ()) if c.holds(at, reversal=reversal)),
-                            key=lambda c: (abs(c.opened - at), c.opened > at, c.dispute_id)):
-            taken = min(left, claim.room)
-            claim.room -= taken
-            left -= taken
-            if claim.status == "won":
-                settled.returned[part_id] += taken
-            if not left:
-                break
-        given[scope] += amount - settled.returned.get(part_id, 0) if reversal else amount
+        if kind == "reversal":  # the provider took it back: for whichever open or lost dispute has room
+            left = _give(settled, sorted((c for c in claims.get(scope, ()) if c.status != "won" and c.room > 0),
+                                         key=lambda c: c.nearness(at)), part_id, amount)
         if left:
             unsettled[scope].append((at, left))
 
+    given: dict[str, int] = defaultdict(int)  # per scope, refunds and reversals less what came back
+    for _, _, part_id, scope, amount in back.items:
+        given[scope] += amount - settled.returned.get(part_id, 0)
     for scope, scope_claims in claims.items():
         at_stake = [c for c in scope_claims if c.status != "won"]
-        disputed = sum(c.room for c in at_stake)
-        # the capture the disputes are about: PayPal's by capture id; Stripe's capture part has no id (one
-        # charge's figure); an unknown capture bounds nothing
-        captured = captured_by_id.get(scope, captured_by_id.get(""))
+        settled.disputed_minor += sum(c.room for c in at_stake if not c.refunds_settle)
+        disputed = sum(c.room for c in at_stake if c.refunds_settle)
+        captured = captured_by_id.get(scope)  # an unknown capture bounds nothing
         if disputed and captured:
-            opened = min(c.opened for c in at_stake)
+            opened = min(c.opened for c in at_stake if c.refunds_settle)
             later = sum(amount for at, amount in unsettled.get(scope, ()) if at >= opened)
             disputed -= max(0, min(disputed, later, disputed + given[scope] - captured))
         settled.disputed_minor += disputed
     return settled
+
+
+def _give(settled: Settled, claims: list[_Claim], part_id: str, amount: int) -> int:
+    """`amount` given back to `claims` in order, as far as their room goes; what is left."""
+    for claim in claims:
+        if not amount:
+            break
+        taken = min(amount, claim.room)
+        claim.room -= taken
+        amount -= taken
+        if claim.status == "won":
+            settled.returned[part_id] += taken
+    return amount

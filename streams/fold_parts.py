@@ -60,6 +60,10 @@ class Seen:
     def first_at(self) -> datetime:
         return min(o[0] for o in self.observations)
 
+    def source(self) -> str:
+        """The provider of the event that first stated the part (event keys are `<provider>:<event id>`)."""
+        return min(self.observations, key=lambda o: o[:3])[2].split(":", 1)[0]
+
     def first_status(self) -> str:
         return min(self.observations, key=lambda o: o[:3])[3].status
 

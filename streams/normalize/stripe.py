@@ -190,8 +190,9 @@ def _released(obj: Json) -> int:
     amount, captured = int_at(obj, "amount"), int_at(obj, "amount_captured")
     if amount is None or captured is None or obj.get("status") != "succeeded":
         return 0
-    # a partial capture releases the whole rest at once; a total below it is refunds of what was captured
-    # (a charge that may be captured again, multicapture, releases nothing before its last capture)
+    # a partial capture releases the whole rest at once, so a total below it is refunds of what was captured
+    # (multicapture releases nothing before the last capture: a total below the rest is read right there,
+    # one at or above it is still taken as the release)
     rest = max(0, amount - captured)
     return rest if refunded >= rest else 0
 

@@ -258,6 +258,24 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 5, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-24", c, o, w + 30 * minute, "ACCEPTED",
                     refunded=800, amount=800),
     ], Expected("dispute_lost", refunded=800, dispute_status="lost", dispute_count=1))
+    name = "paypal_chargeback_reversed_hours_before_its_case"  # outside the window, still the case's money
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-Z", c, o, w + 10 * day - 2 * 60 * minute, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-25", c, o, w + 10 * day, stage="CHARGEBACK"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-25", c, o, w + 30 * day, "RESOLVED_BUYER_FAVOUR",
+                    stage="CHARGEBACK"),
+    ], Expected("dispute_lost", refunded=AMOUNT, dispute_status="lost", dispute_count=1))
+    name = "paypal_claim_lost_then_reversed_later"  # PayPal takes the money after stamping the decision
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-26", c, o, w + 10 * day, amount=800),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-26", c, o, w + 20 * day, "RESOLVED_BUYER_FAVOUR",
+                    amount=800),
+        _pp_refund(name, 3, "R-PP-AA", c, o, w + 20 * day + 6 * minute, 800, "COMPLETED", 800,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+    ], Expected("dispute_lost", refunded=800, dispute_status="lost", dispute_count=1))
     name = "paypal_chargeback_reversed_before_its_dispute_and_won"  # PayPal reversed first, then opened the case
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),

@@ -127,25 +127,36 @@ def stripe_stories(at: Callable[[int], datetime]) -> list[Story]:
         _dispute(name, 2, "charge.dispute.created", "dp_b", pi, ch, t + 60, "needs_response"),
         _dispute(name, 3, "charge.dispute.closed", "dp_b", pi, ch, t + 600, "won"),
     ], Expected("dispute_won", dispute_status="won", dispute_count=1))
-    name = "stripe_partial_refund_during_dispute"  # the buyer cannot get back more than the charge
+    # Stripe withdraws a dispute's amount whatever was refunded, and refuses to refund disputed money:
+    # a Stripe refund never settles a dispute
+    name = "stripe_partial_refund_during_dispute"
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
         _dispute(name, 2, "charge.dispute.created", "dp_c", pi, ch, t + 60, "needs_response"),
         _refund(name, 3, "refund.created", "re_i", pi, ch, t + 120, 500, "succeeded"),
-    ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
-    name = "stripe_new_total_refund_during_dispute"  # known only from amount_refunded: settles as a refund does
+    ], Expected("disputed", refunded=500, disputed=AMOUNT, dispute_status="open", dispute_count=1))
+    name = "stripe_refund_right_after_a_lost_dispute"  # the undisputed rest, refunded on the closing
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
-        _dispute(name, 2, "charge.dispute.created", "dp_g", pi, ch, t + 60, "needs_response"),
-        _charge(name, 3, "charge.refunded", pi, ch, t + 120, refunded=500),
-    ], Expected("disputed", refunded=500, disputed=AMOUNT - 500, dispute_status="open", dispute_count=1))
-    name = "stripe_new_totals_around_a_dispute"  # only the total's growth after the opening settles it
+        _dispute(name, 2, "charge.dispute.created", "dp_g", pi, ch, t + 60, "needs_response", amount=1200),
+        _dispute(name, 3, "charge.dispute.closed", "dp_g", pi, ch, t + 3600, "lost", amount=1200),
+        _refund(name, 4, "refund.created", "re_o", pi, ch, t + 3630, 800, "succeeded"),
+    ], Expected("dispute_lost", refunded=800, disputed=1200, dispute_status="lost", dispute_count=1))
+    name = "stripe_refund_during_an_inquiry_that_escalates"  # the escalated amount is what is withdrawn
+    story(name, lambda pi, ch, t: [
+        *paid(name, pi, ch, t),
+        _dispute(name, 2, "charge.dispute.created", "dp_h", pi, ch, t + 60, "warning_needs_response"),
+        _refund(name, 3, "refund.created", "re_p", pi, ch, t + 120, 500, "succeeded"),
+        _dispute(name, 4, "charge.dispute.updated", "dp_h", pi, ch, t + 300, "needs_response", amount=1500),
+        _dispute(name, 5, "charge.dispute.closed", "dp_h", pi, ch, t + 3600, "lost", amount=1500),
+    ], Expected("dispute_lost", refunded=500, disputed=1500, dispute_status="lost", dispute_count=1))
+    name = "stripe_new_totals_around_a_dispute"  # refunds known only from amount_refunded
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
         _charge(name, 2, "charge.refunded", pi, ch, t + 60, refunded=500),
-        _dispute(name, 3, "charge.dispute.created", "dp_h", pi, ch, t + 120, "needs_response"),
+        _dispute(name, 3, "charge.dispute.created", "dp_i", pi, ch, t + 120, "needs_response", amount=1500),
         _charge(name, 4, "charge.refunded", pi, ch, t + 180, refunded=800),
-    ], Expected("disputed", refunded=800, disputed=AMOUNT - 300, dispute_status="open", dispute_count=1))
+    ], Expected("disputed", refunded=800, disputed=1500, dispute_status="open", dispute_count=1))
     name = "stripe_refunded_then_dispute_lost"  # the refund came first: the merchant loses the money twice
     story(name, lambda pi, ch, t: [
         *paid(name, pi, ch, t),
