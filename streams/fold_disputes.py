@@ -8,11 +8,12 @@ counted as refunded instead:
   still open or lost, any other reversal of that capture;
 - for a PayPal dispute, a refund made while it was open or up to `SETTLING_GRACE` after its decision
   (accepting a claim refunds the disputed amount; an accepted offer refunds part of it), and beyond
-  those any later refund as far as refunds and disputes together would exceed the capture (a buyer
-  never gets more than the capture back). Stripe refuses to refund disputed money and withdraws a
-  dispute's amount whatever was refunded before, so a Stripe refund never settles a dispute.
-A refund from before the dispute is not netted: a charge refunded, then disputed and lost, is lost
-twice. A won dispute gets the reversals given for it in its window back: they count nothing, and
+  those any other refund or reversal of the capture as far as refunds and disputes together would
+  exceed it (a PayPal buyer never gets more than the capture back: money PayPal takes twice, for a
+  refunded capture charged back, comes as a reversal and shows as refunded).
+Stripe refuses to refund disputed money and withdraws a dispute's amount whatever was refunded
+before (a charge refunded, then disputed and lost, is lost twice), so a Stripe refund never settles
+a dispute. A won dispute gets the reversals given for it in its window back: they count nothing, and
 a reversal that came back whole has refund state `returned`.
 
 Each reversal and refund goes to the disputes of its capture whose window holds it, nearest opening
@@ -131,9 +132,8 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
         disputed = sum(c.room for c in at_stake if c.refunds_settle)
         captured = captured_by_id.get(scope)  # an unknown capture bounds nothing
         if disputed and captured:
-            opened = min(c.opened for c in at_stake if c.refunds_settle)
-            later = sum(amount for at, amount in unsettled.get(scope, ()) if at >= opened)
-            disputed -= max(0, min(disputed, later, disputed + given[scope] - captured))
+            other = sum(amount for _, amount in unsettled.get(scope, ()))
+            disputed -= max(0, min(disputed, other, disputed + given[scope] - captured))
         settled.disputed_minor += disputed
     return settled
 
