@@ -16,10 +16,12 @@ before (a charge refunded, then disputed and lost, is lost twice), so a Stripe r
 a dispute. A won dispute gets the reversals given for it in its window back: they count nothing, and
 a reversal that came back whole has refund state `returned`.
 
-Each reversal and refund goes to the disputes of its capture whose window holds it, nearest opening
-first (what one cannot take passes to the next), so several disputes on one capture settle apart.
-A dispute first seen decided (its opening was not delivered) is taken as opened `OPENING_LEAD`
-before that. Money known only from a cumulative total is dated at the total that first said it.
+Each reversal and refund goes to the disputes of its capture whose window holds it, one whose room
+is exactly its amount first (a chargeback's reversal is its amount), then the nearest opening (what
+one cannot take passes to the next), so several disputes on one capture settle apart. A dispute
+first seen decided (its opening was not delivered) is taken as opened `OPENING_LEAD` before that;
+a PayPal one lost that way is also settled by any earlier refund no other dispute took. Money known
+only from a cumulative total is dated at the total that first said it.
 Times are the providers' (`occurred_at`), so the result does not depend on the order events arrive in.
 """
 
@@ -35,9 +37,9 @@ __all__ = ["OPENING_LEAD", "SETTLING_GRACE", "GivenBack", "Settled", "settle_dis
 
 SETTLING_GRACE = timedelta(minutes=5)
 """How long after a dispute's decision a refund or reversal is still the one that settled it."""
-OPENING_LEAD = timedelta(hours=1)
-"""How long before a dispute's opening a reversal is still its own (and the assumed opening of a dispute
-first seen decided)."""
+OPENING_LEAD = timedelta(days=1)
+"""How long before a dispute's opening a reversal is still its own (PayPal may reverse a chargeback before
+the case reaches the merchant), and how long before its first event a dispute first seen decided opened."""
 
 _DECIDED = frozenset({"won", "lost"})
 
@@ -77,6 +79,7 @@ class _Claim:
     closes: datetime | None
     """end of the window in which money given back settles it (None: still open)"""
     refunds_settle: bool
+    opening_seen: bool
 
     def holds(self, at: datetime, *, reversal: bool) -> bool:
         if self.room <= 0 or (self.closes is not None and at > self.closes):
@@ -86,8 +89,10 @@ class _Claim:
         # a refund stays a refund when the dispute is won
         return self.refunds_settle and at >= self.opened and self.status != "won"
 
-    def nearness(self, at: datetime) -> tuple[timedelta, bool, str]:
-        return abs(self.opened - at), self.opened > at, self.dispute_id
+    def preference(self, at: datetime, amount: int) -> tuple[bool, timedelta, bool, str]:
+        """The dispute whose room is exactly the amount first (a chargeback's reversal is its amount,
+        where a claim opened near it may be larger), then the nearest opening."""
+        return self.room != amount, abs(self.opened - at), self.opened > at, self.dispute_id
 
 
 def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back: GivenBack,
@@ -100,26 +105,29 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
         if latest.status not in ("open", "lost", "won"):
             continue  # an inquiry moves no money
         opened = seen.first_at()
-        if seen.first_status() in _DECIDED:
+        opening_seen = seen.first_status() not in _DECIDED
+        if not opening_seen:
             opened -= OPENING_LEAD
         decided = seen.reached_at(_DECIDED)
         closes = decided + SETTLING_GRACE if decided is not None else None
         claims[seen.scope()].append(_Claim(dispute_id, latest.status, latest.amount_minor, opened, closes,
-                                           seen.source() in _REFUNDS_SETTLE))
+                                           seen.source() in _REFUNDS_SETTLE, opening_seen))
 
     left_over: list[tuple[datetime, str, str, str, int]] = []
     for at, kind, part_id, scope, amount in sorted(back.items):
         reversal = kind == "reversal"
-        left = _give(settled, sorted((c for c in claims.get(scope, ()) if c.holds(at, reversal=reversal)),
-                                     key=lambda c: c.nearness(at)), part_id, amount)
+        left = _give(settled, [c for c in claims.get(scope, ()) if c.holds(at, reversal=reversal)], at, part_id,
+                     amount)
         if left:
             left_over.append((at, kind, part_id, scope, left))
     unsettled: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # given back for no dispute
     for at, kind, part_id, scope, amount in left_over:
-        left = amount
         if kind == "reversal":  # the provider took it back: for whichever open or lost dispute has room
-            left = _give(settled, sorted((c for c in claims.get(scope, ()) if c.status != "won" and c.room > 0),
-                                         key=lambda c: c.nearness(at)), part_id, amount)
+            takers = [c for c in claims.get(scope, ()) if c.status != "won"]
+        else:  # a PayPal dispute lost whose opening was not delivered: its settling refund may be any earlier
+            takers = [c for c in claims.get(scope, ())
+                      if c.refunds_settle and c.status == "lost" and not c.opening_seen and at <= c.opened]
+        left = _give(settled, takers, at, part_id, amount)
         if left:
             unsettled[scope].append((at, left))
 
@@ -138,9 +146,9 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
     return settled
 
 
-def _give(settled: Settled, claims: list[_Claim], part_id: str, amount: int) -> int:
-    """`amount` given back to `claims` in order, as far as their room goes; what is left."""
-    for claim in claims:
+def _give(settled: Settled, claims: list[_Claim], at: datetime, part_id: str, amount: int) -> int:
+    """`amount` given back `at` to `claims`, preferred first, as far as their room goes; what is left."""
+    for claim in sorted((c for c in claims if c.room > 0), key=lambda c: c.preference(at, amount)):
         if not amount:
             break
         taken = min(amount, claim.room)

@@ -276,6 +276,24 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_refund(name, 3, "R-PP-AA", c, o, w + 20 * day + 6 * minute, 800, "COMPLETED", 800,
                    event_type="PAYMENT.CAPTURE.REVERSED"),
     ], Expected("dispute_lost", refunded=800, dispute_status="lost", dispute_count=1))
+    name = "paypal_claim_and_chargeback_reversed_around_it"  # the reversal is the chargeback's: its amount
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-AB", c, o, w + 8 * day - 18 * minute, 200, "COMPLETED", 200,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.CREATED", "PP-D-27", c, o, w + 8 * day, amount=1600),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.CREATED", "PP-D-28", c, o, w + 8 * day + 29 * minute,
+                    stage="CHARGEBACK", amount=200),
+        _pp_dispute(name, 4, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-27", c, o, w + 21 * day, "RESOLVED_SELLER_FAVOUR",
+                    amount=1600),
+    ], Expected("disputed", refunded=200, dispute_status="open", dispute_count=2))
+    name = "paypal_dispute_seen_only_accepted_a_day_after_its_refund"  # its opening was never delivered
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_refund(name, 1, "R-PP-AC", c, o, w + 10 * day, 500, "COMPLETED", 500),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-29", c, o, w + 11 * day + 3 * 60 * minute,
+                    "ACCEPTED", refunded=500, amount=500),
+    ], Expected("dispute_lost", refunded=500, dispute_status="lost", dispute_count=1))
     name = "paypal_chargeback_reversed_before_its_dispute_and_won"  # PayPal reversed first, then opened the case
     story(name, lambda o, c, w: [
         _pp_capture(name, 0, c, o, w),
