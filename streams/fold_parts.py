@@ -54,18 +54,21 @@ class Seen:
         before = [o for o in self.observations if o[0] <= when]
         if before:
             return max(before, key=lambda o: o[:3])[3].status
-        first = min(self.observations, key=lambda o: o[:3])[3].status
+        first = self._first()[3].status
         return "pending" if self.kind in REFUND_KINDS and first not in COUNTED_REFUND else first
 
     def first_at(self) -> datetime:
         return min(o[0] for o in self.observations)
 
+    def _first(self) -> tuple[datetime, int, str, MoneyPart, str]:
+        return min(self.observations, key=lambda o: o[:3])
+
     def source(self) -> str:
         """The provider of the event that first stated the part (event keys are `<provider>:<event id>`)."""
-        return min(self.observations, key=lambda o: o[:3])[2].split(":", 1)[0]
+        return self._first()[2].split(":", 1)[0]
 
     def first_status(self) -> str:
-        return min(self.observations, key=lambda o: o[:3])[3].status
+        return self._first()[3].status
 
     def reached_at(self, statuses: frozenset[str]) -> datetime | None:
         """When the part reached one of `statuses` to stay: its first such observation after the last other
@@ -79,7 +82,7 @@ class Seen:
         return at
 
     def scope(self) -> str:
-        return min(self.observations, key=lambda o: o[:3])[4]
+        return self._first()[4]
 
 
 def components(parts: dict[tuple[str, str], Seen], kind: str,

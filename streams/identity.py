@@ -173,19 +173,19 @@ def payment_keys(events: list[PaymentEvent]) -> dict[str, str]:
     # an event resolved through an alias links what it proves in turn (a capture named by its refunds)
     pending = [(event, identity) for event, identity in identities if identity.payment is None and identity.links]
     while pending:
-        progressed = False
-        for event, identity in list(pending):
+        waiting = []
+        for event, identity in pending:
             payment = links.get((event.provider, identity.alias or event.payment_id))
             if payment is None:
+                waiting.append((event, identity))
                 continue
             for alias in identity.links:
                 links.setdefault((event.provider, alias), payment)
-            pending.remove((event, identity))
-            progressed = True
-        if not progressed:  # an alias nothing links: its events are released under it (`held_release.py`)
-            event, identity = pending[0]
+        if len(waiting) == len(pending):  # an alias nothing links: released under itself (`held_release.py`)
+            event, identity = waiting[0]
             alias = identity.alias or event.payment_id
             links.setdefault((event.provider, alias), alias)
+        pending = waiting
     keys: dict[str, str] = {}
     for event, identity in identities:
         alias = identity.alias or event.payment_id
