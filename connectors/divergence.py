@@ -7,7 +7,8 @@ neither includes the other, the pipeline has produced two histories for one paym
 a lost write): the guard would silently keep whichever is larger. This module decides, per flush,
 what to write and what to flag:
 
-- the row keeps what the guard keeps (the higher version; the stored row on a tie);
+- the row keeps what the guard keeps (the higher version, then the higher fold revision; the stored
+  row on a tie);
 - `diverged_events` on the row lists every event some state of the payment claimed that the kept
   state lacks (NULL when there is none); a later state that covers them clears it;
 - each divergence is returned as a `Divergence` (the sink counts and logs it: payment, both versions,
@@ -29,6 +30,7 @@ __all__ = ["Divergence", "Stored", "Verdicts", "check_payments", "decode_keys", 
 _ID, _PROVIDER = PAYMENTS.columns.index("payment_id"), PAYMENTS.columns.index("provider")
 _VERSION, _INCARNATION = PAYMENTS.columns.index("version"), PAYMENTS.columns.index("incarnation")
 _EVENTS, _DIVERGED = PAYMENTS.columns.index("event_keys"), PAYMENTS.columns.index("diverged_events")
+_REVISION = PAYMENTS.columns.index("fold_revision")
 
 PaymentKey = tuple[str, str]
 
@@ -52,6 +54,7 @@ class Stored:
     events: frozenset[str] | None
     diverged: frozenset[str]
     incarnation: str
+    fold_revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +83,14 @@ class _Current:
     incoming: bool
     """The state the guard keeps comes from this batch (else it is the stored row)."""
     incarnation: str
+    fold_revision: int
 
 
 def check_payments(rows: list[Row], stored: Mapping[PaymentKey, Stored], incarnation: str) -> Verdicts:
     """Compare each incoming payment row (in batch order) with the state it meets; set `diverged_events`
     on the incoming rows (replacing them in `rows`) and return the divergences and the stored rows to flag."""
-    current = {key: _Current(s.version, s.events, set(s.diverged), False, s.incarnation) for key, s in stored.items()}
+    current = {key: _Current(s.version, s.events, set(s.diverged), False, s.incarnation, s.fold_revision)
+               for key, s in stored.items()}
     verdicts = Verdicts([], {})
     positions: dict[PaymentKey, list[int]] = {}
     for index, row in enumerate(rows):
@@ -94,14 +99,14 @@ def check_payments(rows: list[Row], stored: Mapping[PaymentKey, Stored], incarna
         events = decode_keys(row[_EVENTS])
         held = current.get(key)
         if held is None or held.incarnation != incarnation:  # first sight, or versions restarted on a new broker
-            current[key] = _Current(row[_VERSION], events, set(), True, incarnation)
+            current[key] = _Current(row[_VERSION], events, set(), True, incarnation, row[_REVISION])
             continue
         if events is not None and held.events is not None and not (events <= held.events or held.events <= events):
             verdicts.divergences.append(Divergence(row[_ID], row[_PROVIDER], held.version, row[_VERSION],
                                                    len(held.events - events), len(events - held.events)))
         held.known |= (events or frozenset()) | (held.events or frozenset())
-        if row[_VERSION] > held.version:
-            held.version, held.events, held.incoming = row[_VERSION], events, True
+        if (row[_VERSION], row[_REVISION]) > (held.version, held.fold_revision):  # what the guard lets through
+            held.version, held.fold_revision, held.events, held.incoming = row[_VERSION], row[_REVISION], events, True
     for key, indexes in positions.items():
         held = current[key]
         missing = held.known - held.events if held.events is not None else set()
@@ -116,7 +121,7 @@ def check_payments(rows: list[Row], stored: Mapping[PaymentKey, Stored], incarna
 
 
 _CHUNK = 500
-_STORED_COLUMNS = "payment_id, provider, version, event_keys, diverged_events, incarnation"
+_STORED_COLUMNS = "payment_id, provider, version, event_keys, diverged_events, incarnation, fold_revision"
 
 
 def load_stored(query: Callable[[str, Sequence[object]], list[Row]], placeholder: str,
@@ -128,10 +133,10 @@ def load_stored(query: Callable[[str, Sequence[object]], list[Row]], placeholder
         chunk = ids[start:start + _CHUNK]
         marks = ", ".join([placeholder] * len(chunk))
         sql = f"SELECT {_STORED_COLUMNS} FROM payments WHERE payment_id IN ({marks})"  # noqa: S608 - placeholders
-        for payment_id, provider, version, events, diverged, incarnation in query(sql, chunk):
+        for payment_id, provider, version, events, diverged, incarnation, revision in query(sql, chunk):
             if (payment_id, provider) in keys:
                 found[(payment_id, provider)] = Stored(version, decode_keys(events),
-                                                       decode_keys(diverged) or frozenset(), incarnation)
+                                                       decode_keys(diverged) or frozenset(), incarnation, revision)
     return found
 
 

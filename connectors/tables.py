@@ -53,9 +53,9 @@ class Table:
     conflict: str
     """What follows `ON CONFLICT (key)`."""
     keep: str = "last"
-    """Which of several rows with one key in a batch the bulk path keeps: first | last | max:<column> (the
-    highest, the first of equals: for a strict `<` guard) | latest:<column> (the highest, the last of equals:
-    for a `<=` guard)."""
+    """Which of several rows with one key in a batch the bulk path keeps: first | last | max:<columns> (the
+    highest, the first of equals: for a strict `<` guard) | latest:<columns> (the highest, the last of equals:
+    for a `<=` guard); <columns> is one column or several, comma-separated, compared in that order."""
 
     def insert_sql(self, placeholder: str) -> str:
         values = ", ".join([placeholder] * len(self.columns))
@@ -77,12 +77,16 @@ class Table:
             for row in rows:
                 chosen.setdefault(tuple(row[i] for i in index), row)
         elif self.keep.startswith(("max:", "latest:")):
-            kind, _, column = self.keep.partition(":")
-            at = self.columns.index(column)
+            kind, _, names = self.keep.partition(":")
+            at = [self.columns.index(column) for column in names.split(",")]
             for row in rows:
                 key = tuple(row[i] for i in index)
                 held = chosen.get(key)
-                if held is None or row[at] > held[at] or (kind == "latest" and row[at] == held[at]):
+                if held is None:
+                    chosen[key] = row
+                    continue
+                mine, theirs = [row[i] for i in at], [held[i] for i in at]
+                if mine > theirs or (kind == "latest" and mine == theirs):
                     chosen[key] = row
         else:
             for row in rows:
@@ -106,18 +110,21 @@ _PAYMENT_COLUMNS = (
     "currency", "created_at", "updated_at", "version", "last_event_key",
     "created_at_ms", "updated_at_ms", "status_at", "status_at_ms", "flags", "incarnation",
     "authorized_minor", "refund_pending_minor", "dispute_status", "dispute_count",
-    "event_keys", "diverged_events",
+    "event_keys", "diverged_events", "fold_revision",
 )
 _PAYMENT_KEY = ("payment_id", "provider")
-# The version guard: an older or equal version never overwrites a newer one, except
-# that a row from an earlier broker incarnation (whose versions restarted) always yields.
+# The version guard: an older or equal version never overwrites a newer one, except that a
+# state of the same version folded by newer money rules (a higher `fold_revision`: same events,
+# folded again by `paystream state rebuild`) replaces it, and a row from an earlier broker
+# incarnation (whose versions restarted) always yields.
 # A version is the number of events the state folds, so the guard alone cannot tell an older
 # state from a diverged one; `connectors/divergence.py` compares `event_keys` before the write.
 PAYMENTS = Table(
     "payments", _PAYMENT_COLUMNS, _PAYMENT_KEY,
     _update_all(_PAYMENT_COLUMNS, _PAYMENT_KEY)
-    + " WHERE payments.incarnation <> excluded.incarnation OR payments.version < excluded.version",
-    keep="max:version",
+    + " WHERE payments.incarnation <> excluded.incarnation OR payments.version < excluded.version"
+      " OR (payments.version = excluded.version AND payments.fold_revision < excluded.fold_revision)",
+    keep="max:version,fold_revision",
 )
 
 _WINDOW_COLUMNS = (
@@ -203,6 +210,7 @@ def payment_row(s: Mapping[str, Any], incarnation: str, a: Adapters) -> Row:
         to_epoch_ms(status_at), a.json(s["flags"]), incarnation,
         s.get("authorized_minor", 0), s.get("refund_pending_minor", 0), s.get("dispute_status"),
         s.get("dispute_count", 0), orjson.dumps(sorted(e["event_key"] for e in s["history"])).decode(), None,
+        s.get("fold_revision", 0),
     )
 
 

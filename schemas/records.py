@@ -166,6 +166,8 @@ class PaymentState(Record):
     status_at: datetime
     last_event_key: str
     version: int
+    fold_revision: int = 0
+    """The money rules that folded this state (`streams.fold.FOLD_REVISION`); 0 before revisions existed."""
     amount_minor: int | None = None
     captured_minor: int = 0
     refunded_minor: int = 0

@@ -52,11 +52,20 @@ __all__ = [
     "FLAG_CONFLICTING_AMOUNTS",
     "FLAG_CONFLICTING_CURRENCY",
     "FLAG_OUT_OF_ORDER",
+    "FOLD_REVISION",
     "Money",
     "entry_of",
     "fold",
 ]
 
+
+FOLD_REVISION = 1
+"""The revision of these rules, stored in every state they fold (`PaymentState.fold_revision`).
+
+Bump it in the same commit as any change to what `fold` computes from the same events (the stories'
+digest in `tests/streams/test_fold_revision.py` fails until you do): a state folded by an older
+revision is folded again when one of its events is replayed (`paystream state rebuild`), and the sink
+lets the higher revision replace the row at the same version."""
 
 CONFIRMED_STATUSES = frozenset({
     Status.SUCCEEDED.value, Status.PARTIALLY_REFUNDED.value, Status.REFUNDED.value,

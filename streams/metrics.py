@@ -19,7 +19,8 @@ class WorkerMetrics:
         self.dead_letters = Counter("paystream_worker_dead_letters", "Records sent to the DLQ by stage",
                                     ["stage"], registry=registry)
         self.transitions = Counter("paystream_worker_state_transitions",
-                                   "Applied events: moved the status, or kept it (out of order)",
+                                   "Applied events: moved the status, or kept it (out of order); refolded: "
+                                   "a replay folded a state of older money rules again",
                                    ["outcome"], registry=registry)
         self.applied = Counter("paystream_worker_state_events", "Events applied to payment states (incl. replays)",
                                registry=registry)

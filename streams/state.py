@@ -17,6 +17,7 @@ from streams.fold import (
     FLAG_CONFLICTING_AMOUNTS,
     FLAG_CONFLICTING_CURRENCY,
     FLAG_OUT_OF_ORDER,
+    FOLD_REVISION,
     entry_of,
     fold,
 )
@@ -25,7 +26,7 @@ from streams.identity import identify, payment_keys, resolved
 _OTHER = Kind.OTHER.value
 
 __all__ = ["FLAG_CONFLICTING_AMOUNTS", "FLAG_CONFLICTING_CURRENCY", "FLAG_OUT_OF_ORDER", "apply_event",
-           "fold_all", "state_of"]
+           "fold_all", "refold", "state_of"]
 
 
 def apply_event(state: PaymentState | None, event: PaymentEvent) -> PaymentState | None:
@@ -36,6 +37,16 @@ def apply_event(state: PaymentState | None, event: PaymentEvent) -> PaymentState
         return None
     history = [entry_of(event)] if state is None else [*state.history, entry_of(event)]
     return state_of(event.provider, event.payment_id, history, traceparent=event.traceparent)
+
+
+def refold(state: PaymentState) -> PaymentState | None:
+    """The state folded again by the current rules when an older revision folded it, else None.
+
+    Same events, same version: only what older rules computed from them can change. The state keeps its
+    traceparent (no new event caused this)."""
+    if state.fold_revision >= FOLD_REVISION:
+        return None
+    return state_of(state.provider, state.payment_id, list(state.history), traceparent=state.traceparent)
 
 
 def state_of(provider: str, payment_id: str, history: list[HistoryEntry], *,
@@ -55,6 +66,7 @@ def state_of(provider: str, payment_id: str, history: list[HistoryEntry], *,
         updated_at=money.last_at,
         last_event_key=money.last_event_key,
         version=len(entries),
+        fold_revision=FOLD_REVISION,
         amount_minor=money.amount_minor,
         captured_minor=money.captured_minor,
         refunded_minor=money.refunded_minor,

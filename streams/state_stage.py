@@ -46,7 +46,7 @@ from streams.identity import (
 )
 from streams.metrics import WorkerMetrics
 from streams.partitioned import PartitionedTable
-from streams.state import apply_event
+from streams.state import apply_event, refold
 from streams.state_batch import StateBatch, StateInput
 from streams.state_expiry import DEFAULT_RETENTION_S, SWEEP_EVERY_S, SWEEP_SLICE, expired_keys, to_ms
 from streams.state_identity import AliasResolution
@@ -202,8 +202,15 @@ class StateStage(AliasResolution):
             batch.failures.append((item, exc, None))
             return False
         if new_state is None:
-            if state is not None and event.kind != "other" and key not in batch.changed[partition]:
+            if state is None or event.kind == "other" or key in batch.changed[partition]:
+                return True
+            refolded = self._refolded(item, state)
+            if refolded is None:
                 batch.reemit[partition][key] = state
+                return True
+            batch.transitions["refolded"] += 1
+            batch.changed[partition][key] = refolded
+            batch.sources[key].append(item)
             return True
         batch.transitions["kept" if state is not None and state.status == new_state.status else "moved"] += 1
         if self.tracer.enabled:
@@ -216,6 +223,16 @@ class StateStage(AliasResolution):
         batch.received[key] = event.received_at
         batch.sources[key].append(item)
         return True
+
+    @staticmethod
+    def _refolded(item: StateInput, state: PaymentState) -> PaymentState | None:
+        """A replayed event's state folded again when older money rules folded it (`streams.state.refold`)."""
+        refolded = refold(state)
+        if refolded is not None:
+            log.info("payment state folded again by the current money rules",
+                     extra={"payment": item.key.decode("utf-8", "replace"), "from_revision": state.fold_revision,
+                            "to_revision": refolded.fold_revision})
+        return refolded
 
     def _encode_states(self, states: dict[bytes, PaymentState], batch: StateBatch) -> dict[bytes, bytes | None]:
         """Encoded states; a state that cannot be encoded is not stored, and the events that changed it in
@@ -265,7 +282,8 @@ class StateStage(AliasResolution):
             for key, state in batch.changed.get(partition, {}).items():
                 headers = [("traceparent", state.traceparent.encode())] if state.traceparent else []
                 futures.append(await producer.send(self.state_topic, key, values[key], partition, None, headers))
-                self.metrics.e2e_seconds.observe(max(0.0, now - batch.received[key].timestamp()))
+                if (received := batch.received.get(key)) is not None:  # a refold has no new event to time
+                    self.metrics.e2e_seconds.observe(max(0.0, now - received.timestamp()))
             for key, value in again.items():
                 futures.append(await producer.send(self.state_topic, key, value, partition, None, []))
         for item in [*batch.forward, *batch.releases]:

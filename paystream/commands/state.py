@@ -4,7 +4,10 @@ Every event on payments.events.v1 (of one payment, or of all) is sent again to t
 payments.state-input.v1 topic, on its payment's partition. The worker that owns the payment
 applies each event its state lacks and re-emits the state for those it already has (a state is
 a pure fold of its events, applied once by event key), so the state and the `payments` row end
-with every event the pipeline ever emitted for that payment. Safe to run on a live pipeline.
+with every event the pipeline ever emitted for that payment. A state folded by older money rules
+(`PaymentState.fold_revision` below `streams.fold.FOLD_REVISION`) is folded again by the current ones
+on its first replayed event: same events, same version, a higher revision, which the sink's guard lets
+replace the row. Run it after an upgrade that changed the money rules. Safe to run on a live pipeline.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ def state() -> None:
               help="only this payment, e.g. stripe:pi_123 or paypal:5O190127TN364715T (default: every payment)")
 @click.option("--dry-run", is_flag=True, help="count what would be re-sent")
 def rebuild(payment_key: str | None, dry_run: bool) -> None:
-    """Re-apply payments' events from payments.events.v1; workers add what a state lacks."""
+    """Re-apply payments' events from payments.events.v1; workers add what a state lacks and fold again
+    states that older money rules folded."""
     if payment_key is not None and ":" not in payment_key:
         raise click.BadParameter("give the payment as <provider>:<id>, e.g. stripe:pi_123", param_hint="--payment")
     settings = Settings.from_env()

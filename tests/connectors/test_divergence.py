@@ -85,3 +85,40 @@ async def test_a_higher_version_that_lost_events_wins_but_lists_them_until_a_sta
     await flush(sink, [feed.state(folded(1, "a", "x", "y", "z"))])
     assert row(sink_backend, 1) == (4, ["stripe:a", "stripe:x", "stripe:y", "stripe:z"], None)
 
+
+
+def money(db: Db, payment: int) -> tuple[int, int, int, list[str] | None]:
+    [found] = [r[1:] for r in db.rows("SELECT payment_id, version, fold_revision, refunded_minor, diverged_events "
+                                      "FROM payments") if r[0] == f"pay_{payment}"]
+    version, revision, refunded, diverged = found
+    return version, revision, refunded, None if diverged is None else json.loads(diverged)
+
+
+async def test_the_same_events_folded_by_newer_money_rules_replace_the_row_and_older_rules_never_do(
+        sink_backend: Db, sink_factory: SinkFactory, feed: Feed) -> None:
+    """`paystream state rebuild` after an upgrade of the money rules: same events (same version), a higher
+    `fold_revision`. The strict version guard alone would keep the old numbers for good."""
+    sink = await sink_factory(sink_backend, feed.catalog)
+    old_rules = replace(folded(1, "a", "b"), fold_revision=0, refunded_minor=1000)  # counted one refund twice
+    await flush(sink, [feed.state(old_rules)])
+    assert money(sink_backend, 1) == (2, 0, 1000, None)
+
+    refolded = replace(old_rules, fold_revision=1, refunded_minor=500)
+    result = await flush(sink, [feed.state(refolded)])
+    assert result.diverged == 0
+    assert money(sink_backend, 1) == (2, 1, 500, None)
+
+    # a worker still on the old rules (a rolling upgrade) re-emits its state: it never wins back the row,
+    # alone or beside the refolded state in one batch, whatever the order
+    result = await flush(sink, [feed.state(old_rules)])
+    result2 = await flush(sink, [feed.state(refolded), feed.state(old_rules)])
+    assert result.diverged == result2.diverged == 0
+    assert money(sink_backend, 1) == (2, 1, 500, None)
+    await flush(sink, [feed.state(replace(old_rules, payment_id="pay_2")),
+                       feed.state(replace(refolded, payment_id="pay_2")),
+                       feed.state(replace(old_rules, payment_id="pay_2"))])
+    assert money(sink_backend, 2) == (2, 1, 500, None)
+
+    # a new event is a higher version: it wins whichever rules folded it (the next rebuild refolds it)
+    await flush(sink, [feed.state(replace(folded(1, "a", "b", "c"), fold_revision=0, refunded_minor=700))])
+    assert money(sink_backend, 1) == (3, 0, 700, None)

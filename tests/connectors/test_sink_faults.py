@@ -81,7 +81,7 @@ async def test_kill_9_mid_batch_then_restart_lands_exactly(
     migrate = subprocess.run([str(PAYSTREAM_BIN), "sink", "migrate"], env=sink_env(settings), capture_output=True,
                              timeout=60, check=False)
     assert migrate.returncode == 0, migrate.stderr.decode()
-    assert b"at revision 0004" in migrate.stdout  # the head migration (0004: payment divergence)
+    assert b"at revision 0005" in migrate.stdout  # the head migration (0005: payment fold revision)
 
     killed = asyncio.Event()
     producer = asyncio.create_task(produce_steadily(kafka.bootstrap, feed, chunks=20, per_chunk=50, pause_s=0.1,

@@ -14,23 +14,30 @@ def test_conflict_rules() -> None:
     assert PAYMENT_EVENTS.insert_sql("?").endswith("ON CONFLICT (event_key) DO NOTHING")
     payments = PAYMENTS.insert_sql("%s")
     assert "WHERE payments.incarnation <> excluded.incarnation OR payments.version < excluded.version" in payments
+    assert "OR (payments.version = excluded.version AND payments.fold_revision < excluded.fold_revision)" in payments
     assert "SET payment_id" not in payments  # keys are never updated
     assert SINK_OFFSETS.insert_select_sql("stage").startswith("INSERT INTO sink_offsets (topic, partition")
 
 
 def test_dedupe_equals_applying_rows_in_order() -> None:
     assert PAYMENT_EVENTS.dedupe([("e1", 1), ("e1", 2), ("e2", 3)]) == [("e1", 1), ("e2", 3)]
-    version = PAYMENTS.columns.index("version")
+    version, fold_revision = PAYMENTS.columns.index("version"), PAYMENTS.columns.index("fold_revision")
+    status = PAYMENTS.columns.index("status")
 
-    def row(pid: str, v: int) -> tuple[object, ...]:
+    def row(pid: str, v: int, mark: str = "first", revision: int = 1) -> tuple[object, ...]:
         values: list[object] = [None] * len(PAYMENTS.columns)
-        values[0], values[1], values[version] = pid, "stripe", v
+        values[0], values[1], values[version], values[status], values[fold_revision] = pid, "stripe", v, mark, revision
         return tuple(values)
 
-    first_5, second_5 = row("p", 5), (*row("p", 5)[:-1], "other")
+    first_5, second_5 = row("p", 5), row("p", 5, "second")
     kept = PAYMENTS.dedupe([row("p", 2), first_5, row("p", 3), second_5, row("q", 1)])
     assert [(r[0], r[version]) for r in kept] == [("p", 5), ("q", 1)]
     assert kept[0] is first_5  # an equal version never overwrites (the SQL guard is strict)
+
+    # the same events folded again by newer money rules replace the row; older rules never do
+    refolded = row("p", 5, "refolded", revision=2)
+    kept = PAYMENTS.dedupe([first_5, refolded, row("p", 5, "old rules", revision=0), row("p", 4, revision=3)])
+    assert kept == [refolded]
 
     revision = RECONCILIATION_WINDOWS.columns.index("revision")
 

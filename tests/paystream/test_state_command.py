@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ import pytest
 from paystream.dev.scenarios import stripe_payment_intent, stripe_refund
 from schemas.records import PaymentState
 from schemas.serde import payment_event_serde, payment_state_serde
-from schemas.topics import TopicCatalog
+from schemas.topics import TopicCatalog, partition_for
+from streams.fold import FOLD_REVISION
 from streams.normalize import normalize
 from tests.fixtures.kafka import drain
 from tests.fixtures.streams import EnvelopeFactory, WorkerProcess
@@ -69,3 +71,43 @@ async def test_rebuild_applies_the_events_a_state_lacks(
     after = await latest_state(consumer_factory, topics.state, "stripe:pi_rebuild", version=2)
     assert (after.status, after.refunded_minor, after.version) == ("partially_refunded", 500, 2)
     assert after.refunds == {"re_rebuild": 500}
+
+
+async def test_rebuild_folds_again_a_state_older_money_rules_folded(
+        worker_factory: Callable[..., WorkerProcess], envelope_factory: EnvelopeFactory, publish_raw: Any,
+        producer_factory: Any, consumer_factory: Any, topics: TopicCatalog, stream_env: dict[str, str],
+        tmp_path: Path) -> None:
+    """After an upgrade of the money rules: the worker restores a state an older release folded (from the
+    changelog), and a rebuild folds it again, same events and version, and sends it on to the sink."""
+    first = worker_factory()
+    now = int(time.time())
+    paid = stripe_payment_intent("payment_intent.succeeded", "pi_refold", amount=2000, currency="EUR", created=now,
+                                 charge="ch_refold")
+    refund = stripe_refund("refund.created", "re_refold", "pi_refold", "ch_refold", amount=500, currency="EUR",
+                           created=now + 60)
+    await publish_raw(envelope_factory(paid.body), envelope_factory(refund.body))
+    state = await latest_state(consumer_factory, topics.state, "stripe:pi_refold", version=2)
+    assert (state.refunded_minor, state.fold_revision) == (500, FOLD_REVISION)
+    first.stop()
+
+    # what an older release left in the changelog: the same events, other numbers
+    stale = replace(state, fold_revision=0, refunded_minor=1000)
+    key = b"stripe:pi_refold"
+    producer = await producer_factory()
+    await producer.send_and_wait(f"{topics.prefix}paystream-worker-payment-state-changelog",
+                                 payment_state_serde().encode(stale), key=key,
+                                 partition=partition_for(key, topics.partitions))
+    second = worker_factory(PAYSTREAM_DATA_DIR=str(tmp_path / "fresh-data"))  # restores all from the changelog
+    restored = second.get("/payments/pi_refold").json()["payment"]
+    assert (restored["refunded_minor"], restored["fold_revision"], restored["version"]) == (1000, 0, 2)
+
+    assert "re-sent 2 event(s) of 1 payment(s)" in rebuild(stream_env, "--payment", "stripe:pi_refold")
+    deadline = time.monotonic() + 60
+    while (now_there := second.get("/payments/pi_refold").json()["payment"])["fold_revision"] != FOLD_REVISION:
+        assert time.monotonic() < deadline, now_there
+        await asyncio.sleep(0.2)
+    assert (now_there["refunded_minor"], now_there["version"]) == (500, 2)
+    records = await drain(await consumer_factory(topics.state), idle_s=1)
+    states = [payment_state_serde().decode(r.value) for r in records]
+    assert [s for s in states if s.payment_key == "stripe:pi_refold"][-1] == state  # what the sink gets
+    assert "payment state folded again by the current money rules" in second.log_path.read_text("utf-8", "replace")

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import struct
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -202,8 +203,7 @@ def test_records_of_the_previous_schema_version_still_decode(header_order: str) 
                  "envelope_id": "e", "received_at": t, "livemode": None, "traceparent": None}
     for name, serde, value in (("payment_state", payment_state_serde(), old_state),
                                ("payment_event", payment_event_serde(), old_event)):
-        (raw,) = previous_schemas(name)
-        parsed = parse_schema(raw)
+        parsed = parse_schema(previous_schemas(name)[0])
         fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
         out = io.BytesIO()
         schemaless_writer(out, parsed, value)
@@ -216,6 +216,32 @@ def test_records_of_the_previous_schema_version_still_decode(header_order: str) 
             assert decoded.history[0].parts == [] and decoded.history[0].related_ids == {}
         else:
             assert decoded.parts == [] and decoded.related_ids == {"refund": "re_1"}
+
+
+def test_a_payment_state_written_before_fold_revisions_reads_as_revision_0() -> None:
+    """Schema v2 (money parts, no `fold_revision`) is what every state on a topic or in RocksDB was written
+    with before revisions: it reads as revision 0, below every current revision, so a rebuild folds it again."""
+    from fastavro import parse_schema, schemaless_writer
+
+    from schemas.serde import _fingerprint, payment_state_serde, previous_schemas
+    from streams.fold import FOLD_REVISION
+    from streams.state import apply_event
+
+    now = now_ms()
+    event = PaymentEvent(event_key="stripe:evt_1", payment_id="pi_1", provider="stripe", event_type="x",
+                         kind="payment", occurred_at=now, envelope_id="e1", received_at=now, status="succeeded",
+                         amount_minor=2000, currency="USD", related_ids={"charge": "ch_1"})
+    state = apply_event(None, event)
+    assert state is not None and state.fold_revision == FOLD_REVISION >= 1
+    parsed = parse_schema(previous_schemas("payment_state")[1])
+    assert "fold_revision" not in {f["name"] for f in parsed["fields"]}
+    old = state.to_avro()
+    del old["fold_revision"]
+    out = io.BytesIO()
+    schemaless_writer(out, parsed, old)
+    decoded = payment_state_serde().decode(b"\xc3\x01" + _fingerprint(parsed) + out.getvalue())
+    assert decoded.fold_revision == 0
+    assert replace(decoded, fold_revision=FOLD_REVISION) == state
 
 
 def test_a_serde_per_call_parses_and_fingerprints_its_schema_only_once(monkeypatch: pytest.MonkeyPatch) -> None:

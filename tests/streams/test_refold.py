@@ -1,0 +1,86 @@
+"""A state folded by older money rules is folded again when one of its events is replayed.
+
+`paystream state rebuild` replays a payment's events after an upgrade; the state keeps its events and
+version and gets the current rules' numbers and `fold_revision`, which the sink lets replace the row
+(`tests/connectors/test_divergence.py`). The digest below makes a change of the rules without a new
+revision fail here, so no stored state keeps numbers nobody will ever fold again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import orjson
+
+from schemas.serde import payment_state_serde
+from schemas.topics import partition_for
+from streams.fold import FOLD_REVISION
+from streams.state import fold_all, refold
+from tests.streams.memory import PARTITIONS
+from tests.streams.test_money import STORIES, events_of
+from tests.streams.test_pipeline import CHANGELOG, STATE, card_payment, make_harness, refund_of
+
+STORIES_DIGEST = {1: "b4f53a26f2644b6d97958731b51701b89354df68d8040434691f61a7d63c0e0c"}
+"""FOLD_REVISION → what `fold` computes for every story (`paystream/dev/stories/`)."""
+
+
+def stories_digest() -> str:
+    """Every field `fold` decides, for every story's payments; not the history (normalization's work)."""
+    digest = hashlib.sha256()
+    for story in STORIES:
+        for key, state in sorted(fold_all(events_of(story)).items()):
+            data = state.to_avro()
+            for name in ("history", "traceparent", "fold_revision"):
+                del data[name]
+            digest.update(orjson.dumps([story.name, key, data], option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()
+
+
+def test_a_change_of_the_money_rules_comes_with_a_new_fold_revision() -> None:
+    digest = stories_digest()
+    assert STORIES_DIGEST.get(FOLD_REVISION) == digest, (
+        "what fold computes for the stories changed (or FOLD_REVISION did): if the money rules changed, bump "
+        f"streams.fold.FOLD_REVISION so `paystream state rebuild` folds stored states again, then add "
+        f"{{{FOLD_REVISION}: {digest!r}}} here")
+    assert len(set(STORIES_DIGEST.values())) == len(STORIES_DIGEST), "two revisions with the same rules"
+
+
+def test_refold_recomputes_only_what_older_rules_folded() -> None:
+    story = next(s for s in STORIES if s.expected.refunded)
+    [state] = fold_all(events_of(story)).values()
+    assert state.fold_revision == FOLD_REVISION and refold(state) is None
+    stale = replace(state, fold_revision=0, refunded_minor=state.refunded_minor * 2, status="refunded",
+                    traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    again = refold(stale)
+    assert again == replace(state, traceparent=stale.traceparent)  # same events, same version, today's numbers
+    assert again is not None and again.version == stale.version
+
+
+async def test_a_replayed_event_folds_a_stale_state_again_and_sends_it_everywhere() -> None:
+    h = make_harness()
+    deliveries = card_payment()
+    payment_key = f"stripe:{deliveries[0].payment_id}"
+    key, partition = payment_key.encode(), partition_for(payment_key.encode(), PARTITIONS)
+    refund = refund_of(deliveries[0], "re_1", 1000)
+    await h.pipeline.process([*(h.raw(d) for d in deliveries), h.state_input(refund)])
+    state = h.state(payment_key)
+    assert state is not None and state.refunded_minor == 1000
+
+    # what an older release left in the table: the same events, other numbers
+    stale = replace(state, fold_revision=0, refunded_minor=2000, status="refunded")
+    h.states.write_local(partition, {key: payment_state_serde().encode(stale)})
+    h.producer.logs[STATE].clear()
+    h.producer.logs[CHANGELOG].clear()
+    await h.pipeline.process_state_input([h.state_input(refund)])  # `paystream state rebuild` replays it
+    assert h.state(payment_key) == state
+    assert h.changelog_state(payment_key) == state
+    assert [payment_state_serde().decode(m.value) for m in h.producer.logs[STATE]] == [state]
+
+    # folded by today's rules: a further replay re-sends the state as it is, and folds nothing
+    h.producer.logs[STATE].clear()
+    await h.pipeline.process_state_input([h.state_input(refund)])
+    assert [payment_state_serde().decode(m.value) for m in h.producer.logs[STATE]] == [state]
+    transitions = {s.labels["outcome"]: s.value for m in h.pipeline.metrics.transitions.collect()
+                   for s in m.samples if s.name.endswith("_total")}
+    assert transitions.get("refolded") == 1
