@@ -64,7 +64,8 @@ FOLD_REVISION = 1
 
 Bump it in the same commit as any change to what `fold` computes from the same events (the stories'
 digest in `tests/streams/test_fold_revision.py` fails until you do): a state folded by an older
-revision is folded again when one of its events is replayed (`paystream state rebuild`), and the sink
+revision is folded again when the worker's state sweep visits it or one of its events is replayed
+(`paystream state rebuild`), and the sink
 lets the higher revision replace the row at the same version."""
 
 CONFIRMED_STATUSES = frozenset({

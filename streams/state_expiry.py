@@ -14,12 +14,16 @@ tombstones, so a worker that restores the partition later does not bring the ent
 
 Known limit: an event for a payment whose entry is gone starts a new state (version 1). The sink keeps
 the stored row (its version is higher) and flags the row's `diverged_events`, so it is visible, not silent.
+
+The states a slice keeps are returned decoded, so the stage can fold again, in the same pass, those an older
+release's money rules folded (`streams.state.refold`) without decoding them twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from schemas.exceptions import DecodeError
 from schemas.records import PaymentState
@@ -27,7 +31,8 @@ from schemas.serde import AvroSerde
 from streams.applied import APPLIED_KEY
 from streams.identity import ALIAS_PREFIX, AliasEntry
 
-__all__ = ["DEFAULT_RETENTION_S", "SWEEP_EVERY_S", "SWEEP_SLICE", "expired_keys", "last_activity_ms", "to_ms"]
+__all__ = ["DEFAULT_RETENTION_S", "SWEEP_EVERY_S", "SWEEP_SLICE", "SliceVerdict", "expired_keys", "last_activity_ms",
+           "to_ms"]
 
 DEFAULT_RETENTION_S = 730 * 86_400
 SWEEP_EVERY_S = 3.0
@@ -48,14 +53,24 @@ def last_activity_ms(state: PaymentState) -> int:
     return max([*moments, to_ms(state.updated_at)])
 
 
+class SliceVerdict(NamedTuple):
+    writes: dict[bytes, bytes | None]
+    """Deletes (None) for expired entries, and re-stamped alias entries."""
+    counts: dict[str, int]
+    """Entries deleted, per kind (payment, alias)."""
+    kept: dict[bytes, PaymentState]
+    """The payment states the slice keeps, decoded."""
+
+
 def expired_keys(entries: Iterable[tuple[bytes, bytes]], clock_ms: int, retention_ms: int,
-                 serde: AvroSerde[PaymentState]) -> tuple[dict[bytes, bytes | None], dict[str, int]]:
+                 serde: AvroSerde[PaymentState]) -> SliceVerdict:
     """What to write for a slice of the table: deletes for expired entries, and a first-seen stamp for alias
     entries written before entries carried one (they expire one retention after the sweep first sees them).
-    Returns the writes and a count per kind of entry deleted. An unreadable state is left alone: the state
-    stage dead-letters the events that meet it, and deleting it would hide that."""
+    An unreadable state is left alone (and not in `kept`): the state stage dead-letters the events that meet
+    it, and deleting it would hide that."""
     writes: dict[bytes, bytes | None] = {}
     counts = {"payment": 0, "alias": 0}
+    kept: dict[bytes, PaymentState] = {}
     for key, value in entries:
         if key == APPLIED_KEY:
             continue
@@ -77,4 +92,6 @@ def expired_keys(entries: Iterable[tuple[bytes, bytes]], clock_ms: int, retentio
         if last_activity_ms(state) + retention_ms <= clock_ms:
             writes[key] = None
             counts["payment"] += 1
-    return writes, counts
+        else:
+            kept[key] = state
+    return SliceVerdict(writes, counts, kept)

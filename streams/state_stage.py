@@ -17,6 +17,9 @@ state output), so the changelog is never left older than the local copy. A raw r
 after such a stop has no dedup sighting yet (sightings are written after every acknowledgement),
 so it is processed again and its event, already in the state's history, re-sends the state too.
 
+A state an older release's money rules folded (`PaymentState.fold_revision`) is folded again when an
+event of it is replayed or the sweep visits it (`streams.state.refold`), and sent like any change.
+
 An event that fails here (unreadable stored state, a state machine or encoding error) is
 dead-lettered as itself: the encoded `PaymentEvent` with `dlq.replay.topic` = the state-input
 topic, because its raw record's dedup sighting is already written and a replayed raw record
@@ -172,13 +175,32 @@ class StateStage(AliasResolution):
             batch.releases += links.values()
             self._releases_sent.update((partition, key) for key in links)
             released = {ALIAS_PREFIX + key for key in links}
-            writes, counts = expired_keys([(k, v) for k, v in entries if k not in released], clock,
-                                          self.retention_ms, self.state_serde)
-            if writes:
-                batch.expired[partition] = writes
-            for what, n in counts.items():
+            verdict = expired_keys([(k, v) for k, v in entries if k not in released], clock,
+                                   self.retention_ms, self.state_serde)
+            if verdict.writes:
+                batch.expired[partition] = verdict.writes
+            for what, n in verdict.counts.items():
                 if n:
                     self.metrics.state_expired.labels(what).inc(n)
+            self._refold_kept(partition, verdict.kept, batch)
+
+    def _refold_kept(self, partition: int, kept: dict[bytes, PaymentState], batch: StateBatch) -> None:
+        """Fold again, with the batch, the swept states an older release's money rules folded: after an upgrade
+        that changed them, every `payments` row comes right within one sweep round, without new events."""
+        refolded = 0
+        for key, state in kept.items():
+            try:
+                again = refold(state)
+            except Exception:  # a bug must not stop the worker; the state stays as it is
+                log.exception("payment state cannot be folded again", extra={"payment": key.decode("utf-8", "replace")})
+                continue
+            if again is not None:
+                batch.changed[partition][key] = again
+                refolded += 1
+        if refolded:
+            batch.transitions["refolded"] += refolded
+            log.info("payment states folded again by the current money rules (sweep)",
+                     extra={"partition": partition, "states": refolded})
 
     def _apply_one(self, item: StateInput, batch: StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""

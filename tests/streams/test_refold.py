@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from datetime import timedelta
 
 import orjson
+import pytest
 
+from schemas.records import PaymentState
 from schemas.serde import payment_state_serde
 from schemas.topics import partition_for
+from streams import state_stage
 from streams.fold import FOLD_REVISION
 from streams.state import fold_all, refold
-from tests.streams.memory import PARTITIONS
+from tests.streams.memory import PARTITIONS, MemoryTable, Ownership, Producer, restore
 from tests.streams.test_money import STORIES, events_of
 from tests.streams.test_pipeline import CHANGELOG, STATE, card_payment, make_harness, refund_of
+from tests.streams.test_state_takeover import CHANGELOG as TAKEOVER_CHANGELOG
+from tests.streams.test_state_takeover import RECEIVED_AT, Cluster, bare, local_states, stories
+from tests.streams.test_state_takeover import STATE as STATE_TOPIC
 
 STORIES_DIGEST = {1: "b4f53a26f2644b6d97958731b51701b89354df68d8040434691f61a7d63c0e0c"}
 """FOLD_REVISION → what `fold` computes for every story (`paystream/dev/stories/`)."""
@@ -84,3 +91,63 @@ async def test_a_replayed_event_folds_a_stale_state_again_and_sends_it_everywher
     transitions = {s.labels["outcome"]: s.value for m in h.pipeline.metrics.transitions.collect()
                    for s in m.samples if s.name.endswith("_total")}
     assert transitions.get("refolded") == 1
+
+
+def age_the_table(table: MemoryTable) -> dict[str, PaymentState]:
+    """Make every payment state look folded by an older release (other numbers, revision 0); returns the
+    states as today's rules fold them."""
+    serde = payment_state_serde()
+    today = local_states(table)
+    for partition in table.partitions():
+        for key, value in list(table.data[partition].items()):
+            if not key.startswith(b"\x00"):
+                state = serde.decode(value)
+                table.data[partition][key] = serde.encode(
+                    replace(state, fold_revision=0, refunded_minor=state.refunded_minor + 1))
+    aged = local_states(table)
+    assert today and all(aged[key] != state for key, state in today.items())
+    return today
+
+
+async def test_the_sweep_folds_again_every_state_older_rules_folded_with_no_event_for_it() -> None:
+    """After an upgrade the rows come right by themselves: traffic for other payments drives the sweep, which
+    folds each stale state it visits again and sends it to the changelog and the state topic."""
+    cluster = Cluster(Producer())
+    worker = cluster.worker(state_sweep_every_s=0.0)
+    await cluster.publish(stories(24, seed=51))
+    await cluster.run(worker)
+    today = age_the_table(worker.states)
+    sent = len(cluster.producer.logs[STATE_TOPIC])
+
+    await cluster.publish(stories(24, seed=52), received_at=RECEIVED_AT + timedelta(hours=1))
+    await cluster.run(worker)
+    states = local_states(worker.states)
+    assert {key: states[key] for key in today} == today
+    restored = MemoryTable(cluster.producer, Ownership(), TAKEOVER_CHANGELOG)
+    restore(restored, set(range(PARTITIONS)))
+    assert local_states(restored) == states
+    outputs = [bare(payment_state_serde().decode(r.value)) for r in cluster.producer.logs[STATE_TOPIC][sent:]]
+    assert {s.payment_key: s for s in outputs if s.payment_key in today} == today
+    assert worker.pipeline.metrics.transitions.labels("refolded")._value.get() == len(today)
+
+
+async def test_a_state_that_cannot_be_folded_again_stays_and_the_sweep_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = Cluster(Producer())
+    worker = cluster.worker(state_sweep_every_s=0.0)
+    await cluster.publish(stories(12, seed=53))
+    await cluster.run(worker)
+    today = age_the_table(worker.states)
+    broken = sorted(today)[0]
+
+    def refold_but_one(state: PaymentState) -> PaymentState | None:
+        if state.payment_key == broken:
+            raise ValueError("a bug in the money rules")
+        return refold(state)
+
+    monkeypatch.setattr(state_stage, "refold", refold_but_one)
+    await cluster.publish(stories(12, seed=54), received_at=RECEIVED_AT + timedelta(hours=1))
+    await cluster.run(worker)
+    states = local_states(worker.states)
+    assert states[broken].fold_revision == 0
+    assert {key: states[key] for key in today if key != broken} == {k: v for k, v in today.items() if k != broken}

@@ -102,14 +102,14 @@ def test_an_alias_entry_written_before_entries_carried_a_stamp_is_stamped_first_
     legacy = orjson.dumps({"payment": "pi_1", "held": {}})
     key = ALIAS_PREFIX + b"stripe:ch_1"
     retention_ms = int(RETENTION.total_seconds() * 1000)
-    writes, counts = expired_keys([(key, legacy)], 10_000, retention_ms, payment_state_serde())
+    writes, counts, _ = expired_keys([(key, legacy)], 10_000, retention_ms, payment_state_serde())
     stamped = writes[key]
     assert stamped is not None and AliasEntry.unpack(stamped).touched_ms == 10_000 and counts["alias"] == 0
-    assert expired_keys([(key, stamped)], 10_000 + retention_ms - 1, retention_ms, payment_state_serde())[0] == {}
-    writes, counts = expired_keys([(key, stamped)], 10_000 + retention_ms, retention_ms, payment_state_serde())
+    assert expired_keys([(key, stamped)], 10_000 + retention_ms - 1, retention_ms, payment_state_serde()).writes == {}
+    writes, counts, _ = expired_keys([(key, stamped)], 10_000 + retention_ms, retention_ms, payment_state_serde())
     assert writes == {key: None} and counts["alias"] == 1
 
 
 def test_an_unreadable_state_is_left_for_the_stage_to_dead_letter() -> None:
-    writes, counts = expired_keys([(b"stripe:pi_x", b"\x00garbage")], 10**15, 1, payment_state_serde())
-    assert writes == {} and counts == {"payment": 0, "alias": 0}
+    writes, counts, kept = expired_keys([(b"stripe:pi_x", b"\x00garbage")], 10**15, 1, payment_state_serde())
+    assert writes == {} and counts == {"payment": 0, "alias": 0} and kept == {}
