@@ -70,7 +70,7 @@ class MoneyPart:
     """One refund, reversal, dispute, capture or authorization as one event states it.
 
     Statuses are canonical per kind: refund and reversal pending|succeeded|failed|canceled,
-    dispute open|inquiry|won|lost, capture pending|succeeded|failed, authorization
+    dispute open|inquiry|won|lost|closed, capture pending|succeeded|failed, authorization
     open|captured|voided. `id` is empty when the provider gives the part none.
     """
 

@@ -13,7 +13,7 @@ Money is kept by component, never as "the last value written":
   pending ones `refund_pending_minor`, failed and canceled ones nothing. A provider's
   cumulative total (Stripe's `amount_refunded`, PayPal's `total_refunded_amount`) is a
   total: it adds only what the refunds known to be counted at its time do not explain;
-- disputes by dispute id with open/inquiry/won/lost: open and lost ones are `disputed_minor`
+- disputes by dispute id with open/inquiry/won/lost/closed: open and lost ones are `disputed_minor`
   (an inquiry moves no money until it becomes a dispute), less what was given back for them
   (reversals, and refunds that settled them), which counts as refunded; a won dispute gets
   the reversals given for it back (refund state `returned`, counted nowhere). Which refund
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 
-FOLD_REVISION = 1
+FOLD_REVISION = 2
 """The revision of these rules, stored in every state they fold (`PaymentState.fold_revision`).
 
 Bump it in the same commit as any change to what `fold` computes from the same events (the stories'
@@ -142,6 +142,8 @@ def entry_of(event: PaymentEvent) -> HistoryEntry:
 
 
 _DISPUTE_OUTCOME = {_STATUS_DISPUTED: "open", _STATUS_DISPUTE_WON: "won", _STATUS_DISPUTE_LOST: "lost"}
+_DISPUTE_PRECEDENCE = ("open", "lost", "inquiry", "won", "closed")
+"""A payment's `dispute_status`: the first of these any of its disputes is in."""
 
 
 def _parts_of(entry: HistoryEntry) -> list[MoneyPart]:
@@ -268,8 +270,7 @@ def fold(entries: Iterable[HistoryEntry]) -> Money:
             if returned == money.refunds[reversal_id]:
                 money.refund_states[reversal_id] = "returned"
     states = set(money.dispute_states.values())
-    money.dispute_status = "open" if "open" in states else "lost" if "lost" in states else \
-        "inquiry" if "inquiry" in states else "won" if "won" in states else None
+    money.dispute_status = next((s for s in _DISPUTE_PRECEDENCE if s in states), None)
 
     # the payment's own status, then the components over it
     own = base.status if base is not None and base.status is not None else _STATUS_CREATED

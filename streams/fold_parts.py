@@ -15,7 +15,7 @@ _REFUND_RANK = {"pending": 0, "succeeded": 1, "failed": 2, "canceled": 2}
 _PART_RANK: dict[str, dict[str, int]] = {
     "refund": _REFUND_RANK,
     "reversal": _REFUND_RANK,
-    "dispute": {"inquiry": 0, "open": 0, "won": 1, "lost": 1},
+    "dispute": {"inquiry": 0, "open": 0, "won": 1, "lost": 1, "closed": 1},
     "capture": {"pending": 0, "failed": 1, "succeeded": 2},
     "authorization": {"open": 0, "captured": 1, "voided": 1},
 }

@@ -27,7 +27,10 @@ Decisions where the provider leaves room:
 - A dispute resolved against the merchant counts `dispute_outcome.amount_refunded` (what was
   refunded in the end) when PayPal states it, else `dispute_amount`. RESOLVED_WITH_PAYOUT is a
   win for the merchant: PayPal paid the buyer itself.
-- CUSTOMER.DISPUTE.RESOLVED with outcome NONE or an outcome code not listed states no outcome.
+- CUSTOMER.DISPUTE.RESOLVED with outcome NONE or an outcome code not listed (PayPal documents no
+  meaning for NONE) is a `closed` dispute part: the case is over, so nothing stays at stake, and the
+  event states no payment status. If PayPal took money for it, its PAYMENT.CAPTURE.REVERSED says so
+  and counts as refunded; if the merchant kept it, nothing was taken. Either way the money is right.
 - v1 refund resources (PAYMENT.SALE.REFUNDED/REVERSED) state their amount negative
   ("-0.01"): the sign is PayPal's convention there and is dropped. A v1 reversal that names
   no sale (PayPal's own simulator sample does not) has no payment to attach to: dead letter.
@@ -228,7 +231,7 @@ def _dispute(env: WebhookEnvelope, etype: str, res: Json, occurred: datetime) ->
                                      f"amount_refunded in {refunded_currency}, dispute in {currency}")
     dispute = str_at(res, "dispute_id")
     outcome = {Status.DISPUTED: "open", Status.DISPUTE_WON: "won", Status.DISPUTE_LOST: "lost"}.get(status) \
-        if status is not None else None
+        if status is not None else "closed"
     return build_event(
         env,
         event_type=etype,

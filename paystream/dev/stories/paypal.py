@@ -325,6 +325,20 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
         _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-7", c, o, w + minute),
         _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-7", c, o, w + 30 * minute, "RESOLVED_WITH_PAYOUT"),
     ], Expected("dispute_won", dispute_status="won", dispute_count=1))
+    name = "paypal_dispute_resolved_without_outcome"  # outcome NONE: over, nothing at stake, nothing taken
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-30", c, o, w + minute),
+        _pp_dispute(name, 2, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-30", c, o, w + 3 * day, "NONE"),
+    ], Expected("succeeded", dispute_status="closed", dispute_count=1))
+    name = "paypal_chargeback_reversed_and_resolved_without_outcome"  # what PayPal took stays taken
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-31", c, o, w + minute, stage="CHARGEBACK"),
+        _pp_refund(name, 2, "R-PP-AD", c, o, w + 2 * minute, AMOUNT, "COMPLETED", AMOUNT,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-31", c, o, w + 3 * day, "NONE", stage="CHARGEBACK"),
+    ], Expected("refunded", refunded=AMOUNT, dispute_status="closed", dispute_count=1))
     name = "paypal_authorize_capture_refund"
     story(name, lambda o, c, w: [
         _pp_order(name, 0, "CHECKOUT.ORDER.APPROVED", o, w),

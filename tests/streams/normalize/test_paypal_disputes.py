@@ -52,3 +52,13 @@ def test_an_outcome_amount_in_another_currency_is_refused(envelope_factory: Enve
     with pytest.raises(NormalizeError) as caught:
         normalize(envelope_factory("paypal", body))
     assert caught.value.reason == "currency_mismatch"
+
+
+@pytest.mark.parametrize("outcome", ["NONE", "SOME_CODE_PAYPAL_ADDS_LATER"])
+def test_a_resolution_that_states_no_known_outcome_closes_the_dispute(envelope_factory: EnvelopeFactory,
+                                                                      outcome: str) -> None:
+    """The case is over: nothing stays at stake, and no payment status is claimed (money PayPal took comes as
+    its reversal)."""
+    event = normalize(envelope_factory("paypal", _resolved(outcome, None)))
+    assert event.status is None
+    assert [(p.kind, p.status, p.amount_minor) for p in event.parts] == [("dispute", "closed", event.amount_minor)]
