@@ -75,11 +75,13 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 def previous_schemas(name: str) -> list[dict[str, Any]]:
-    """Earlier versions of `<name>` (`schemas/avro/previous/<name>.<n>.avsc`): records written with
-    them, still on topics and in tables, are read through Avro schema resolution."""
+    """Earlier versions of `<name>` (`schemas/avro/previous/<name>.<n>.avsc`), oldest first: records written
+    with them, still on topics and in tables, are read through Avro schema resolution."""
     folder = resources.files("schemas").joinpath("avro", "previous")
-    found = sorted(f.name for f in folder.iterdir() if f.name.startswith(f"{name}.") and f.name.endswith(".avsc"))
-    return [json.loads(folder.joinpath(n).read_text("utf-8")) for n in found]
+    versions = {int(f.name[len(name) + 1:-len(".avsc")]): f.name for f in folder.iterdir()
+                if f.name.startswith(f"{name}.") and f.name.endswith(".avsc")
+                and f.name[len(name) + 1:-len(".avsc")].isdigit()}
+    return [json.loads(folder.joinpath(versions[n]).read_text("utf-8")) for n in sorted(versions)]
 
 
 def _fingerprint(parsed: Schema) -> bytes:

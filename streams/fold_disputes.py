@@ -14,7 +14,9 @@ counted as refunded instead:
 Stripe refuses to refund disputed money and withdraws a dispute's amount whatever was refunded
 before (a charge refunded, then disputed and lost, is lost twice), so a Stripe refund never settles
 a dispute. A won dispute gets the reversals given for it in its window back: they count nothing, and
-a reversal that came back whole has refund state `returned`.
+a reversal that came back whole has refund state `returned`. A closed dispute (PayPal resolved it with
+no outcome stated) has nothing at stake, but takes what was given back in its window like a decided one,
+so a reversal PayPal made for it stays refunded and settles no other dispute.
 
 Each reversal and refund goes to the disputes of its capture whose window holds it, one whose room
 is exactly its amount first (a chargeback's reversal is its amount), then the nearest opening (what
@@ -41,7 +43,8 @@ OPENING_LEAD = timedelta(days=1)
 """How long before a dispute's opening a reversal is still its own (PayPal may reverse a chargeback before
 the case reaches the merchant), and how long before its first event a dispute first seen decided opened."""
 
-_DECIDED = frozenset({"won", "lost"})
+_DECIDED = frozenset({"won", "lost", "closed"})
+_AT_STAKE = frozenset({"open", "lost"})
 
 
 @dataclass(slots=True)
@@ -102,7 +105,7 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
     for dispute_id, seen, latest in components(parts, "dispute", deciders):
         settled.disputes[dispute_id] = latest.amount_minor
         settled.dispute_states[dispute_id] = latest.status
-        if latest.status not in ("open", "lost", "won"):
+        if latest.status not in ("open", "lost", "won", "closed"):
             continue  # an inquiry moves no money
         opened = seen.first_at()
         opening_seen = seen.first_status() not in _DECIDED
@@ -123,7 +126,7 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
     unsettled: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # given back for no dispute
     for at, kind, part_id, scope, amount in left_over:
         if kind == "reversal":  # the provider took it back: for whichever open or lost dispute has room
-            takers = [c for c in claims.get(scope, ()) if c.status != "won"]
+            takers = [c for c in claims.get(scope, ()) if c.status in _AT_STAKE]
         else:  # a PayPal dispute lost whose opening was not delivered: its settling refund may be any earlier
             takers = [c for c in claims.get(scope, ())
                       if c.refunds_settle and c.status == "lost" and not c.opening_seen and at <= c.opened]
@@ -135,7 +138,7 @@ def settle_disputes(parts: dict[tuple[str, str], Seen], deciders: set[str], back
     for _, _, part_id, scope, amount in back.items:
         given[scope] += amount - settled.returned.get(part_id, 0)
     for scope, scope_claims in claims.items():
-        at_stake = [c for c in scope_claims if c.status != "won"]
+        at_stake = [c for c in scope_claims if c.status in _AT_STAKE]
         settled.disputed_minor += sum(c.room for c in at_stake if not c.refunds_settle)
         disputed = sum(c.room for c in at_stake if c.refunds_settle)
         captured = captured_by_id.get(scope)  # an unknown capture bounds nothing

@@ -42,6 +42,9 @@ class StateBatch:
     forward: list[StateInput] = field(default_factory=list)
     releases: list[StateInput] = field(default_factory=list)
     """Self-links of overdue held aliases, for their own state-input partitions (`held_release.py`)."""
+    refolds: list[StateInput] = field(default_factory=list)
+    """Requests to fold again states older money rules folded, for their own state-input partitions
+    (`state_refold.py`)."""
     events: list[StateInput] = field(default_factory=list)
     """Resolved events for payments.events.v1 (they were held or keyed by an alias in stage 1)."""
     transitions: Counter[str] = field(default_factory=Counter)

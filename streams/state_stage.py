@@ -18,7 +18,8 @@ after such a stop has no dedup sighting yet (sightings are written after every a
 so it is processed again and its event, already in the state's history, re-sends the state too.
 
 A state an older release's money rules folded (`PaymentState.fold_revision`) is folded again when an
-event of it is replayed or the sweep visits it (`streams.state.refold`), and sent like any change.
+event of it is replayed, or on a request the sweep sends when it visits it (`state_refold.py`), and sent
+like any change.
 
 An event that fails here (unreadable stored state, a state machine or encoding error) is
 dead-lettered as itself: the encoded `PaymentEvent` with `dlq.replay.topic` = the state-input
@@ -41,6 +42,7 @@ from schemas.records import PaymentEvent, PaymentState
 from schemas.serde import AvroSerde
 from streams.applied import APPLIED_KEY, pack_offset, unpack_offset
 from streams.dlq import DeadLetters, Replacement
+from streams.fold import FOLD_REVISION
 from streams.held_release import DEFAULT_HELD_RELEASE_S, overdue_aliases
 from streams.identity import (
     ALIAS_PREFIX,
@@ -53,6 +55,7 @@ from streams.state import apply_event, refold
 from streams.state_batch import StateBatch, StateInput
 from streams.state_expiry import DEFAULT_RETENTION_S, SWEEP_EVERY_S, SWEEP_SLICE, expired_keys, to_ms
 from streams.state_identity import AliasResolution
+from streams.state_refold import REFOLD_EVENT_TYPE, refold_request
 from streams.sweep import Sweeper
 
 __all__ = ["StateInput", "StateStage"]
@@ -96,6 +99,8 @@ class StateStage(AliasResolution):
         self._linked: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._releases_sent: set[tuple[int, bytes]] = set()
         """Releases sent and not applied yet: a sweep that visits the entry again does not send another."""
+        self._refolds_sent: set[tuple[int, bytes]] = set()
+        """Refold requests sent and not applied yet (the same for the states they name)."""
         self.retention_ms = retention_s * 1000
         self.held_release_ms = min(held_release_s, retention_s) * 1000  # released before it could expire
         self.sweeper = Sweeper(prefix=b"", every_s=sweep_every_s, slice_size=SWEEP_SLICE)
@@ -122,6 +127,9 @@ class StateStage(AliasResolution):
         if batch.replays:
             log.info("state-input records already applied; their states are sent again",
                      extra={"records": batch.replays})
+        if batch.transitions["refolded"] or batch.refolds:
+            log.info("payment states folded again by the current money rules",
+                     extra={"states": batch.transitions["refolded"], "requested": len(batch.refolds)})
         return await self._send_state_outputs(batch, owned, len(items))
 
     def _drain(self, queue: deque[StateInput], batch: StateBatch, marks: dict[int, int],
@@ -146,6 +154,8 @@ class StateStage(AliasResolution):
                         batch.applied[item.partition] = offset
                 if item.event.event_type == LINK_EVENT_TYPE:
                     self._on_link(item, batch, queue)
+                elif item.event.event_type == REFOLD_EVENT_TYPE:
+                    self._on_refold(item, batch)
                 else:
                     identity = identify(item.event)
                     if identity.payment is None:
@@ -185,22 +195,41 @@ class StateStage(AliasResolution):
             self._refold_kept(partition, verdict.kept, batch)
 
     def _refold_kept(self, partition: int, kept: dict[bytes, PaymentState], batch: StateBatch) -> None:
-        """Fold again, with the batch, the swept states an older release's money rules folded: after an upgrade
-        that changed them, every `payments` row comes right within one sweep round, without new events."""
-        refolded = 0
+        """Ask for the swept states an older release's money rules folded to be folded again (`state_refold.py`):
+        after an upgrade that changed them, every `payments` row comes right within a sweep round."""
         for key, state in kept.items():
-            try:
-                again = refold(state)
-            except Exception:  # a bug must not stop the worker; the state stays as it is
-                log.exception("payment state cannot be folded again", extra={"payment": key.decode("utf-8", "replace")})
-                continue
-            if again is not None:
-                batch.changed[partition][key] = again
-                refolded += 1
-        if refolded:
-            batch.transitions["refolded"] += refolded
-            log.info("payment states folded again by the current money rules (sweep)",
-                     extra={"partition": partition, "states": refolded})
+            if state.fold_revision < FOLD_REVISION and (partition, key) not in self._refolds_sent:
+                request = refold_request(state)
+                batch.refolds.append(StateInput(None, partition, key, request, self.event_serde.encode(request), []))
+                self._refolds_sent.add((partition, key))
+
+    def _on_refold(self, item: StateInput, batch: StateBatch) -> None:
+        """Fold the state again if older rules folded it; else send it again (a replay after a crash: the first
+        sends may never have arrived). A request that fails is dead-lettered, and the sweep does not ask again
+        for that state while this worker runs (`paystream dlq replay` retries it after a fix)."""
+        partition, key = item.partition, item.key
+        if key in batch.changed[partition]:
+            self._refolds_sent.discard((partition, key))
+            return  # folded by today's rules in this batch
+        raw = self.states.get(partition, key)
+        if raw is None:
+            self._refolds_sent.discard((partition, key))
+            return  # expired since
+        try:
+            state = self.state_serde.decode(raw)
+            refolded = self._refolded(item, state)
+        except Exception as exc:  # a bug must not stop the worker, nor come back every sweep round
+            log.exception("payment state cannot be folded again", extra={"payment": key.decode("utf-8", "replace")})
+            self._refolds_sent.add((partition, key))
+            batch.failures.append((item, exc, "unreadable_state" if isinstance(exc, DecodeError) else None))
+            return
+        self._refolds_sent.discard((partition, key))
+        if refolded is None:
+            batch.reemit[partition][key] = state
+            return
+        batch.transitions["refolded"] += 1
+        batch.changed[partition][key] = refolded
+        batch.sources[key].append(item)
 
     def _apply_one(self, item: StateInput, batch: StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""
@@ -248,12 +277,12 @@ class StateStage(AliasResolution):
 
     @staticmethod
     def _refolded(item: StateInput, state: PaymentState) -> PaymentState | None:
-        """A replayed event's state folded again when older money rules folded it (`streams.state.refold`)."""
+        """The state folded again when older money rules folded it (`streams.state.refold`)."""
         refolded = refold(state)
         if refolded is not None:
-            log.info("payment state folded again by the current money rules",
-                     extra={"payment": item.key.decode("utf-8", "replace"), "from_revision": state.fold_revision,
-                            "to_revision": refolded.fold_revision})
+            log.debug("payment state folded again by the current money rules",
+                      extra={"payment": item.key.decode("utf-8", "replace"), "from_revision": state.fold_revision,
+                             "to_revision": refolded.fold_revision})
         return refolded
 
     def _encode_states(self, states: dict[bytes, PaymentState], batch: StateBatch) -> dict[bytes, bytes | None]:
@@ -308,7 +337,7 @@ class StateStage(AliasResolution):
                     self.metrics.e2e_seconds.observe(max(0.0, now - received.timestamp()))
             for key, value in again.items():
                 futures.append(await producer.send(self.state_topic, key, value, partition, None, []))
-        for item in [*batch.forward, *batch.releases]:
+        for item in [*batch.forward, *batch.releases, *batch.refolds]:
             futures.append(await producer.send(self.state_input_topic, item.key, item.value, item.partition, None,
                                                item.headers))
         for outcome, n in batch.transitions.items():

@@ -110,4 +110,4 @@ async def test_rebuild_folds_again_a_state_older_money_rules_folded(
     records = await drain(await consumer_factory(topics.state), idle_s=1)
     states = [payment_state_serde().decode(r.value) for r in records]
     assert [s for s in states if s.payment_key == "stripe:pi_refold"][-1] == state  # what the sink gets
-    assert "payment state folded again by the current money rules" in second.log_path.read_text("utf-8", "replace")
+    assert "payment states folded again by the current money rules" in second.log_path.read_text("utf-8", "replace")

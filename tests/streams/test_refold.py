@@ -8,6 +8,7 @@ revision fail here, so no stored state keeps numbers nobody will ever fold again
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import replace
 from datetime import timedelta
@@ -22,13 +23,13 @@ from streams import state_stage
 from streams.fold import FOLD_REVISION
 from streams.state import fold_all, refold
 from tests.streams.memory import PARTITIONS, MemoryTable, Ownership, Producer, restore
-from tests.streams.test_money import STORIES, events_of
+from tests.streams.test_money import STORIES, events_of, row
 from tests.streams.test_pipeline import CHANGELOG, STATE, card_payment, make_harness, refund_of
 from tests.streams.test_state_takeover import CHANGELOG as TAKEOVER_CHANGELOG
-from tests.streams.test_state_takeover import RECEIVED_AT, Cluster, bare, local_states, stories
+from tests.streams.test_state_takeover import DLQ, RECEIVED_AT, STATE_INPUT, Cluster, bare, local_states, stories
 from tests.streams.test_state_takeover import STATE as STATE_TOPIC
 
-FOLDED_STORIES = (2, "4af242a1cb0555f2ddc827498e59c474222512b1e4c155d0b0d615bbb8f84ee7")
+FOLDED_STORIES = (2, "3ef328c93c68d8c51ebe21f87af1570a6a0c774e70c2e206d300332bcc340caa")
 """(FOLD_REVISION, what `fold` computes for every story in `paystream/dev/stories/`). Revisions: 1, the rules
 of 2026-12-07; 2, a PayPal dispute resolved with no outcome stated is closed (it was left open)."""
 
@@ -62,6 +63,22 @@ def test_refold_recomputes_only_what_older_rules_folded() -> None:
     again = refold(stale)
     assert again == replace(state, traceparent=stale.traceparent)  # same events, same version, today's numbers
     assert again is not None and again.version == stale.version
+
+
+def test_a_resolution_normalized_before_revision_2_is_closed_when_folded_again() -> None:
+    """Revision 2 closes a PayPal dispute resolved with no outcome stated. The events stored before it carry no
+    part for that resolution (the normalizer gave none), and a refold reads stored events, so the fold itself
+    must read such a resolution as closed."""
+    for name in ("paypal_dispute_resolved_without_outcome", "paypal_chargeback_closed_then_a_claim_lost"):
+        story = next(s for s in STORIES if s.name == name)
+        events = [replace(e, parts=[]) if e.event_type == "CUSTOMER.DISPUTE.RESOLVED" and e.status is None else e
+                  for e in events_of(story)]
+        assert events != events_of(story)
+        [state] = fold_all(events).values()
+        assert row(state) == story.expected.row(), name
+        stale = replace(state, fold_revision=1, disputed_minor=state.amount_minor, dispute_status="open")
+        again = refold(stale)
+        assert again is not None and row(again) == story.expected.row(), name
 
 
 async def test_a_replayed_event_folds_a_stale_state_again_and_sends_it_everywhere() -> None:
@@ -151,3 +168,52 @@ async def test_a_state_that_cannot_be_folded_again_stays_and_the_sweep_goes_on(
     states = local_states(worker.states)
     assert states[broken].fold_revision == 0
     assert {key: states[key] for key in today if key != broken} == {k: v for k, v in today.items() if k != broken}
+    [letter] = cluster.producer.logs[DLQ]  # once, not once per sweep round
+    assert letter.key == broken.encode()
+
+
+async def test_a_refold_whose_sends_never_arrived_is_sent_again_after_a_restart() -> None:
+    """The sweep asks through the state-input topic, so a worker that dies after folding a state again
+    locally, before its changelog and state records arrive, replays the request and sends the state."""
+    cluster = Cluster(Producer())
+    worker = cluster.worker(state_sweep_every_s=0.0)
+    await cluster.publish(stories(24, seed=55))
+    await cluster.run(worker)
+    today = age_the_table(worker.states)
+    for partition in worker.states.partitions():  # the older release had sent its states too
+        for key, value in worker.states.data[partition].items():
+            if not key.startswith(b"\x00"):
+                await cluster.producer.send(TAKEOVER_CHANGELOG, key, value, partition, None, [])
+                await cluster.producer.send(STATE_TOPIC, key, value, partition, None, [])
+
+    await cluster.publish(stories(6, seed=56), received_at=RECEIVED_AT + timedelta(hours=1))
+    requests = 0
+    while not requests:  # traffic until the sweep has asked
+        batch = cluster.next_batch()
+        assert batch, "the sweep never asked"
+        await worker.pipeline.process(batch)
+        cluster.commit(batch)
+        requests = sum(1 for m in cluster.producer.logs[STATE_INPUT][cluster.committed[STATE_INPUT]:]
+                       if m.key.decode() in today)
+    doomed = cluster.next_batch()
+    cluster.producer.lost.update({TAKEOVER_CHANGELOG, STATE_TOPIC})
+    doomed_run = asyncio.create_task(worker.pipeline.process(doomed))
+    deadline = asyncio.get_running_loop().time() + 30
+    while not any(local_states(worker.states)[key] == state for key, state in today.items()):  # written locally
+        assert asyncio.get_running_loop().time() < deadline and not doomed_run.done()
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert not doomed_run.done()  # its sends are never acknowledged: the worker dies waiting
+    doomed_run.cancel()
+    cluster.producer.lost.clear()
+
+    restarted = cluster.worker(worker.states, state_sweep_every_s=0.0)  # in place: the same local copy
+    await cluster.run(restarted)
+    changelog = MemoryTable(cluster.producer, Ownership(), TAKEOVER_CHANGELOG)
+    restore(changelog, set(range(PARTITIONS)))
+    assert {key: local_states(changelog)[key] for key in today} == today
+    newest = {}
+    for record in cluster.producer.logs[STATE_TOPIC]:
+        state = bare(payment_state_serde().decode(record.value))
+        newest[state.payment_key] = state
+    assert {key: newest[key] for key in today} == today

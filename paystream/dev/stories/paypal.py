@@ -339,6 +339,19 @@ def paypal_stories(at: Callable[[int], datetime], offset: int) -> list[Story]:
                    event_type="PAYMENT.CAPTURE.REVERSED"),
         _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-31", c, o, w + 3 * day, "NONE", stage="CHARGEBACK"),
     ], Expected("refunded", refunded=AMOUNT, dispute_status="closed", dispute_count=1))
+    name = "paypal_chargeback_closed_then_a_claim_lost"  # the closed case's reversal is its own, not the claim's
+    story(name, lambda o, c, w: [
+        _pp_capture(name, 0, c, o, w),
+        _pp_dispute(name, 1, "CUSTOMER.DISPUTE.CREATED", "PP-D-32", c, o, w + minute, stage="CHARGEBACK",
+                    amount=1000),
+        _pp_refund(name, 2, "R-PP-AE", c, o, w + 2 * minute, 1000, "COMPLETED", 1000,
+                   event_type="PAYMENT.CAPTURE.REVERSED"),
+        _pp_dispute(name, 3, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-32", c, o, w + 3 * day, "NONE", stage="CHARGEBACK",
+                    amount=1000),
+        _pp_dispute(name, 4, "CUSTOMER.DISPUTE.CREATED", "PP-D-33", c, o, w + 10 * day, amount=1000),
+        _pp_dispute(name, 5, "CUSTOMER.DISPUTE.RESOLVED", "PP-D-33", c, o, w + 20 * day, "RESOLVED_BUYER_FAVOUR",
+                    amount=1000),
+    ], Expected("dispute_lost", refunded=1000, disputed=1000, dispute_status="lost", dispute_count=2))
     name = "paypal_authorize_capture_refund"
     story(name, lambda o, c, w: [
         _pp_order(name, 0, "CHECKOUT.ORDER.APPROVED", o, w),
