@@ -54,7 +54,7 @@ class Stored:
     events: frozenset[str] | None
     diverged: frozenset[str]
     incarnation: str
-    fold_revision: int = 0
+    fold_revision: int
 
 
 @dataclass(frozen=True, slots=True)

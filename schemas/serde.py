@@ -78,10 +78,11 @@ def previous_schemas(name: str) -> list[dict[str, Any]]:
     """Earlier versions of `<name>` (`schemas/avro/previous/<name>.<n>.avsc`), oldest first: records written
     with them, still on topics and in tables, are read through Avro schema resolution."""
     folder = resources.files("schemas").joinpath("avro", "previous")
-    versions = {int(f.name[len(name) + 1:-len(".avsc")]): f.name for f in folder.iterdir()
-                if f.name.startswith(f"{name}.") and f.name.endswith(".avsc")
-                and f.name[len(name) + 1:-len(".avsc")].isdigit()}
-    return [json.loads(folder.joinpath(versions[n]).read_text("utf-8")) for n in sorted(versions)]
+    prefix, suffix = f"{name}.", ".avsc"
+    numbers = [f.name[len(prefix):-len(suffix)] for f in folder.iterdir()
+               if f.name.startswith(prefix) and f.name.endswith(suffix)]
+    return [json.loads(folder.joinpath(f"{prefix}{n}{suffix}").read_text("utf-8"))
+            for n in sorted((n for n in numbers if n.isdigit()), key=int)]
 
 
 def _fingerprint(parsed: Schema) -> bytes:

@@ -65,8 +65,7 @@ FOLD_REVISION = 2
 Bump it in the same commit as any change to what `fold` computes from the same events (the stories'
 digest in `tests/streams/test_refold.py` fails until you do): a state folded by an older
 revision is folded again when the worker's state sweep visits it or one of its events is replayed
-(`paystream state rebuild`), and the sink
-lets the higher revision replace the row at the same version."""
+(`paystream state rebuild`), and the sink lets the higher revision replace the row at the same version."""
 
 CONFIRMED_STATUSES = frozenset({
     Status.SUCCEEDED.value, Status.PARTIALLY_REFUNDED.value, Status.REFUNDED.value,
@@ -143,8 +142,8 @@ def entry_of(event: PaymentEvent) -> HistoryEntry:
 
 _DISPUTE_OUTCOME = {_STATUS_DISPUTED: "open", _STATUS_DISPUTE_WON: "won", _STATUS_DISPUTE_LOST: "lost"}
 _DISPUTE_PRECEDENCE = ("open", "lost", "inquiry", "won", "closed")
-_PAYPAL_DISPUTE_RESOLVED = "CUSTOMER.DISPUTE.RESOLVED"
 """A payment's `dispute_status`: the first of these any of its disputes is in."""
+_PAYPAL_DISPUTE_RESOLVED = "CUSTOMER.DISPUTE.RESOLVED"
 
 
 def _parts_of(entry: HistoryEntry) -> list[MoneyPart]:

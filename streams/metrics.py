@@ -20,7 +20,7 @@ class WorkerMetrics:
                                     ["stage"], registry=registry)
         self.transitions = Counter("paystream_worker_state_transitions",
                                    "Applied events: moved the status, or kept it (out of order); refolded: "
-                                   "a replay folded a state of older money rules again",
+                                   "a replay or a sweep's request folded a state of older money rules again",
                                    ["outcome"], registry=registry)
         self.applied = Counter("paystream_worker_state_events", "Events applied to payment states (incl. replays)",
                                registry=registry)

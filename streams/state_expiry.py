@@ -15,8 +15,8 @@ tombstones, so a worker that restores the partition later does not bring the ent
 Known limit: an event for a payment whose entry is gone starts a new state (version 1). The sink keeps
 the stored row (its version is higher) and flags the row's `diverged_events`, so it is visible, not silent.
 
-The states a slice keeps are returned decoded, so the stage can fold again, in the same pass, those an older
-release's money rules folded (`streams.state.refold`) without decoding them twice.
+The states a slice keeps are returned decoded, so the stage can ask, without decoding them twice, for those an
+older release's money rules folded to be folded again (`state_refold.py`).
 """
 
 from __future__ import annotations

@@ -192,9 +192,9 @@ class StateStage(AliasResolution):
             for what, n in verdict.counts.items():
                 if n:
                     self.metrics.state_expired.labels(what).inc(n)
-            self._refold_kept(partition, verdict.kept, batch)
+            self._request_refolds(partition, verdict.kept, batch)
 
-    def _refold_kept(self, partition: int, kept: dict[bytes, PaymentState], batch: StateBatch) -> None:
+    def _request_refolds(self, partition: int, kept: dict[bytes, PaymentState], batch: StateBatch) -> None:
         """Ask for the swept states an older release's money rules folded to be folded again (`state_refold.py`):
         after an upgrade that changed them, every `payments` row comes right within a sweep round."""
         for key, state in kept.items():
@@ -204,8 +204,8 @@ class StateStage(AliasResolution):
                 self._refolds_sent.add((partition, key))
 
     def _on_refold(self, item: StateInput, batch: StateBatch) -> None:
-        """Fold the state again if older rules folded it; else send it again (a replay after a crash: the first
-        sends may never have arrived). A request that fails is dead-lettered, and the sweep does not ask again
+        """Fold the state again if older rules folded it; else send it again (a replay after a crash). A request
+        that fails is dead-lettered, and the sweep does not ask again
         for that state while this worker runs (`paystream dlq replay` retries it after a fix)."""
         partition, key = item.partition, item.key
         if key in batch.changed[partition]:
@@ -216,20 +216,13 @@ class StateStage(AliasResolution):
             self._refolds_sent.discard((partition, key))
             return  # expired since
         try:
-            state = self.state_serde.decode(raw)
-            refolded = self._refolded(item, state)
+            self._refold_or_resend(item, self.state_serde.decode(raw), batch)
         except Exception as exc:  # a bug must not stop the worker, nor come back every sweep round
             log.exception("payment state cannot be folded again", extra={"payment": key.decode("utf-8", "replace")})
             self._refolds_sent.add((partition, key))
             batch.failures.append((item, exc, "unreadable_state" if isinstance(exc, DecodeError) else None))
             return
         self._refolds_sent.discard((partition, key))
-        if refolded is None:
-            batch.reemit[partition][key] = state
-            return
-        batch.transitions["refolded"] += 1
-        batch.changed[partition][key] = refolded
-        batch.sources[key].append(item)
 
     def _apply_one(self, item: StateInput, batch: StateBatch) -> bool:
         """Apply one event to its payment's state; False when it could not be read or applied."""
@@ -253,15 +246,8 @@ class StateStage(AliasResolution):
             batch.failures.append((item, exc, None))
             return False
         if new_state is None:
-            if state is None or event.kind == "other" or key in batch.changed[partition]:
-                return True
-            refolded = self._refolded(item, state)
-            if refolded is None:
-                batch.reemit[partition][key] = state
-                return True
-            batch.transitions["refolded"] += 1
-            batch.changed[partition][key] = refolded
-            batch.sources[key].append(item)
+            if state is not None and event.kind != "other" and key not in batch.changed[partition]:
+                self._refold_or_resend(item, state, batch)
             return True
         batch.transitions["kept" if state is not None and state.status == new_state.status else "moved"] += 1
         if self.tracer.enabled:
@@ -276,14 +262,21 @@ class StateStage(AliasResolution):
         return True
 
     @staticmethod
-    def _refolded(item: StateInput, state: PaymentState) -> PaymentState | None:
-        """The state folded again when older money rules folded it (`streams.state.refold`)."""
+    def _refold_or_resend(item: StateInput, state: PaymentState, batch: StateBatch) -> None:
+        """A stored state met again without a new event (a replay, a refold request): folded again when older
+        money rules folded it (`streams.state.refold`), else sent again as it is (its first sends may never
+        have arrived)."""
+        partition, key = item.partition, item.key
         refolded = refold(state)
-        if refolded is not None:
-            log.debug("payment state folded again by the current money rules",
-                      extra={"payment": item.key.decode("utf-8", "replace"), "from_revision": state.fold_revision,
-                             "to_revision": refolded.fold_revision})
-        return refolded
+        if refolded is None:
+            batch.reemit[partition][key] = state
+            return
+        log.debug("payment state folded again by the current money rules",
+                  extra={"payment": key.decode("utf-8", "replace"), "from_revision": state.fold_revision,
+                         "to_revision": refolded.fold_revision})
+        batch.transitions["refolded"] += 1
+        batch.changed[partition][key] = refolded
+        batch.sources[key].append(item)
 
     def _encode_states(self, states: dict[bytes, PaymentState], batch: StateBatch) -> dict[bytes, bytes | None]:
         """Encoded states; a state that cannot be encoded is not stored, and the events that changed it in
