@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.topics import TopicCatalog
 
-__all__ = ["DEFAULT_PAYPAL_CERT_HOSTS", "ENVELOPE_OVERHEAD_BYTES", "EXACTLY_ONCE_NEEDS_KAFKA",
-           "KAFKA_DEFAULT_MESSAGE_MAX_BYTES", "Settings"]
+__all__ = ["DEFAULT_PARTITIONS", "DEFAULT_PAYPAL_CERT_HOSTS", "EMBEDDED_PARTITIONS", "ENVELOPE_OVERHEAD_BYTES",
+           "EXACTLY_ONCE_NEEDS_KAFKA", "KAFKA_DEFAULT_MESSAGE_MAX_BYTES", "Settings"]
 
 DEFAULT_PAYPAL_CERT_HOSTS = (
     "api.paypal.com",
@@ -32,6 +32,13 @@ ENVELOPE_OVERHEAD_BYTES = 68 * 1024
 """What a `WebhookEnvelope` record adds to its body, bounded: the kept request headers (the ingress caps a
 request head at 64 KiB) plus ids, key, Kafka headers and batch framing (well under 4 KiB)."""
 
+DEFAULT_PARTITIONS = 8
+EMBEDDED_PARTITIONS = 2
+"""Quirk 9: a Fetch on the embedded broker lists every batch stored in each partition it reads, and every
+produce request stores one batch per partition, so its cost grows with partitions times history. One worker gains
+nothing from more partitions than two (a second worker can still share them). bench/reports/e2e-embedded-2-
+partitions.md (2026-12-07): worst p99 338 ms over five 60 s runs at 500 req/s, against 744-1,082 ms at 8."""
+
 EXACTLY_ONCE_NEEDS_KAFKA = (
     "PAYSTREAM_PROCESSING_GUARANTEE=exactly_once needs Apache Kafka: the embedded broker has no transactions "
     "(DESIGN.md quirk 1). Use at_least_once there (effectively-once through keyed dedup), or point "
@@ -40,6 +47,9 @@ EXACTLY_ONCE_NEEDS_KAFKA = (
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 SecretMap = Annotated[dict[str, list[SecretStr]], NoDecode]
+
+
+_OPTIONAL_BOOL: TypeAdapter[bool | None] = TypeAdapter(bool | None)
 
 
 def _split(value: Any) -> Any:
@@ -59,7 +69,9 @@ class Settings(BaseSettings):
         None, description="the bootstrap is an embedded (Tansu) broker; default: true when KAFKA_BOOTSTRAP is empty"
     )
     topic_prefix: str = ""
-    partitions: int = Field(8, ge=1)
+    partitions: int = Field(DEFAULT_PARTITIONS, ge=1, description="of every topic; unset = 8, or 2 on the embedded "
+                                                                  "broker (compat quirk 9: each of its fetches lists "
+                                                                  "every batch stored in each partition it reads)")
     replication_factor: int = Field(1, ge=1)
     schema_registry_url: str = Field("", description="Confluent-compatible registry; empty = single-object encoding")
     group_session_timeout_s: float = Field(
@@ -197,6 +209,20 @@ class Settings(BaseSettings):
                 raise ValueError("expected source=secret pairs separated by commas")
             result.setdefault(source.strip(), []).append(secret.strip())
         return result
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_partitions(cls, data: Any) -> Any:
+        """PARTITIONS unset: 8, or fewer on the embedded broker (`EMBEDDED_PARTITIONS`)."""
+        if not isinstance(data, dict) or data.get("partitions") is not None:
+            return data
+        try:
+            embedded = _OPTIONAL_BOOL.validate_python(data.get("embedded_broker"))
+        except ValidationError:
+            return data  # the field's own validation reports it
+        if embedded is None:
+            embedded = not data.get("kafka_bootstrap")
+        return {**data, "partitions": EMBEDDED_PARTITIONS} if embedded else data
 
     @model_validator(mode="after")
     def _check_processing_guarantee(self) -> Settings:

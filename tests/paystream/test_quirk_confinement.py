@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from paystream.core.broker import CompatConsumer, consumer_group_options, faust_broker_options, producer_options
 from paystream.core.broker import compat as broker_compat
+from paystream.core.settings import DEFAULT_PARTITIONS, Settings
 from schemas.topics import TopicCatalog, ensure_topics
 from tests.fixtures.streams import WorkerProcess
 
@@ -77,6 +78,7 @@ def test_the_group_session_follows_its_setting_on_apache_kafka_only(tmp_path: Pa
 
 
 def test_the_client_options_have_no_workaround_for_apache_kafka() -> None:
+    assert Settings(kafka_bootstrap="kafka:9092", embedded_broker=False).partitions == DEFAULT_PARTITIONS == 8
     assert producer_options(embedded=False)["enable_idempotence"] is True
     group = consumer_group_options(embedded=False)
     assert group["fetch_max_wait_ms"] == 500  # aiokafka's default: Apache Kafka wakes a waiting Fetch

@@ -5,13 +5,37 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from paystream.core.settings import Settings
+from paystream.core.settings import DEFAULT_PARTITIONS, EMBEDDED_PARTITIONS, Settings
 
 
 def test_explicit_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYSTREAM_PARTITIONS", "3")
-    assert Settings().partitions == 8
+    assert Settings().partitions == EMBEDDED_PARTITIONS
     assert Settings.from_env().partitions == 3
+
+
+@pytest.mark.parametrize(("env", "partitions"), [
+    ({}, EMBEDDED_PARTITIONS),  # no bootstrap: `make run`'s embedded broker
+    ({"PAYSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9092", "PAYSTREAM_EMBEDDED_BROKER": "true"}, EMBEDDED_PARTITIONS),
+    ({"PAYSTREAM_KAFKA_BOOTSTRAP": "kafka:9092"}, DEFAULT_PARTITIONS),
+    ({"PAYSTREAM_KAFKA_BOOTSTRAP": "kafka:9092", "PAYSTREAM_EMBEDDED_BROKER": "false"}, DEFAULT_PARTITIONS),
+    ({"PAYSTREAM_EMBEDDED_BROKER": "true", "PAYSTREAM_PARTITIONS": "6"}, 6),
+    ({"PAYSTREAM_KAFKA_BOOTSTRAP": "kafka:9092", "PAYSTREAM_PARTITIONS": "12"}, 12),
+])
+def test_partitions_default_to_fewer_on_the_embedded_broker(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                            partitions: int) -> None:
+    """Quirk 9: each embedded Fetch lists every stored batch of each partition; PARTITIONS, when set, wins."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    assert settings.partitions == settings.topics.partitions == partitions
+    assert settings.to_env()["PAYSTREAM_PARTITIONS"] == str(partitions)  # what `make run` hands its children
+
+
+def test_a_bad_embedded_broker_flag_is_reported_as_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYSTREAM_EMBEDDED_BROKER", "maybe")
+    with pytest.raises(ValidationError, match="embedded_broker"):
+        Settings.from_env()
 
 
 def test_comma_lists_and_source_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
