@@ -16,7 +16,7 @@ from functools import lru_cache
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-__all__ = ["TopicCatalog", "TopicSpec", "ensure_topics", "partition_for"]
+__all__ = ["PartitionCountMismatch", "TopicCatalog", "TopicSpec", "ensure_topics", "partition_for"]
 
 log = logging.getLogger("paystream.topics")
 
@@ -132,17 +132,30 @@ class TopicCatalog:
         return topics
 
 
+class PartitionCountMismatch(RuntimeError):
+    """Existing topics have another partition count than the catalog's."""
+
+    def __init__(self, configured: int, found: dict[str, int]) -> None:
+        self.configured = configured
+        self.found = found
+        listed = ", ".join(f"{name} has {count}" for name, count in sorted(found.items()))
+        super().__init__(f"topics have another partition count than the configured {configured}: {listed}")
+
+
 async def ensure_topics(
     bootstrap: str,
     catalog: TopicCatalog,
     *,
     replication_factor: int = 1,
     request_timeout_ms: int = 10_000,
+    require_partitions: bool = False,
 ) -> list[str]:
     """Create every catalog topic that does not exist yet; return the names created.
 
     Existing topics with a different partition count are reported, not altered:
-    changing partitions moves keys, which an operator must decide to do.
+    changing partitions moves keys, which an operator must decide to do. With
+    `require_partitions` that is an error (`PartitionCountMismatch`): a worker routes
+    payment keys to state partitions by the configured count.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
     try:  # a start that fails half-way must still close the connections it opened
@@ -158,13 +171,17 @@ async def ensure_topics(
                 elif code != TopicAlreadyExistsError.errno:
                     raise RuntimeError(f"cannot create topic {name}: error {code} {message or ''}".strip())
         described = await admin.describe_topics([catalog.name(s) for s in ALL_SPECS])
+        other: dict[str, int] = {}
         for topic in described:
             count = len(topic.get("partitions", []))
             if count != catalog.partitions:
+                other[str(topic.get("topic"))] = count
                 log.warning(
                     "topic has a different partition count than configured",
                     extra={"topic": topic.get("topic"), "partitions": count, "configured": catalog.partitions},
                 )
+        if other and require_partitions:
+            raise PartitionCountMismatch(catalog.partitions, other)
         if created:
             log.info("topics created", extra={"topics": created, "partitions": catalog.partitions})
         return created

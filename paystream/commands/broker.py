@@ -35,6 +35,6 @@ async def _serve(port: int, settings: Settings) -> None:
 @click.option("--port", type=int, default=None, help="listen port (default PAYSTREAM_BROKER_PORT, 9092)")
 def broker(port: int | None) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, memory only) until Ctrl-C."""
-    settings = Settings.from_env()
+    settings = Settings.from_env(embedded_broker=True)  # its topics' partitions: what the export line below gives
     configure_logging(settings.log_format, settings.log_level, process="broker")
     asyncio.run(_serve(port if port is not None else settings.broker_port, settings))

@@ -13,8 +13,8 @@ import click
 from paystream.core.broker import fetch_cluster_id
 from paystream.core.collector import tune_collector
 from paystream.core.observability import configure_logging
-from paystream.core.settings import Settings
-from schemas.topics import ensure_topics
+from paystream.core.settings import DEFAULT_PARTITIONS, EMBEDDED_PARTITIONS, Settings
+from schemas.topics import PartitionCountMismatch, ensure_topics
 
 log = logging.getLogger("paystream.worker")
 
@@ -42,7 +42,13 @@ def worker(port: int | None, worker_id: str | None) -> None:
         )
 
     async def prepare() -> None:
-        await ensure_topics(settings.kafka_bootstrap, settings.topics, replication_factor=settings.replication_factor)
+        try:
+            await ensure_topics(settings.kafka_bootstrap, settings.topics,
+                                replication_factor=settings.replication_factor, require_partitions=True)
+        except PartitionCountMismatch as mismatch:
+            raise click.ClickException(
+                f"{mismatch}. Set PAYSTREAM_PARTITIONS to the topics' count (unset, it is "
+                f"{DEFAULT_PARTITIONS}, or {EMBEDDED_PARTITIONS} with PAYSTREAM_EMBEDDED_BROKER=true)") from None
         reset_stale_state(worker_datadir(settings), await fetch_cluster_id(settings.kafka_bootstrap))
 
     asyncio.run(prepare())

@@ -66,3 +66,16 @@ def test_a_healthy_stop_is_clean(stream_env: dict[str, str], broker_factory: Cal
         worker.kill()
     assert code == 0, worker.tail()
     assert UNCLEAN not in worker.tail()
+
+
+def test_a_worker_refuses_topics_with_another_partition_count(worker_factory: Callable[..., WorkerProcess],
+                                                             topics: TopicCatalog) -> None:
+    """The worker routes payment keys to state partitions by PAYSTREAM_PARTITIONS: on topics with another count
+    it would send them to the wrong partition, so it stops before it starts, and says what to set."""
+    worker = worker_factory(ready=False, PAYSTREAM_PARTITIONS=str(topics.partitions + 1))
+    assert worker.process is not None
+    assert worker.process.wait(timeout=60) != 0
+    log = worker.tail()
+    assert f"another partition count than the configured {topics.partitions + 1}" in log, log
+    assert f"{topics.raw} has {topics.partitions}" in log, log
+    assert "Set PAYSTREAM_PARTITIONS" in log, log

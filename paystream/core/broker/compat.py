@@ -21,7 +21,8 @@ DESIGN.md lists seven; this module handles the client-side ones:
 9. (found here) a Fetch lists every batch stored in the partition, so every produce request costs
    every later fetch of that partition, and a long-running embedded broker slows down as its
    history grows (bench/reports/embedded_fetch.md) -> the ingress lingers longer there, so
-   concurrent webhooks share a batch: `publish_linger_ms`.
+   concurrent webhooks share a batch: `publish_linger_ms`; and its topics have 2 partitions unless
+   PAYSTREAM_PARTITIONS says otherwise (`EMBEDDED_PARTITIONS` in paystream/core/settings.py).
 
 Quirks 4 (memory only) and 6 (auto-created topics) are handled in
 `incarnation.py` and `schemas.topics.ensure_topics`; quirk 7 in `streams/`.
