@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
 
 import httpx
 from aiokafka import TopicPartition
@@ -61,16 +60,19 @@ SECRET = "whsec_bench_e2e"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_ready(url: str, timeout_s: float = 120) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120) -> None:
+    """Until `url` answers 200; a process that exits or never gets there fails with the end of its log."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
+    state = f"exited with {process.returncode}" if process.poll() is not None else f"not ready after {timeout_s:.0f} s"
+    tail = "\n".join(log.read_text("utf-8", errors="replace").splitlines()[-40:]) if log.exists() else "(no log)"
+    raise RuntimeError(f"{' '.join(map(str, process.args))}: {url} {state}; its log ({log}) ends:\n{tail}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -250,13 +252,12 @@ def partitions_note() -> str:
             "partition, compat quirk 9")
 
 
-def process_log(kind: str, command: str) -> int | IO[bytes]:
-    """Where a pipeline process writes its log: `BENCH_LOGS/<broker>-<command>.log` when set, else nowhere."""
-    folder = os.environ.get("BENCH_LOGS")
-    if not folder:
-        return subprocess.DEVNULL
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return open(Path(folder) / f"{kind}-{command}.log", "ab")  # the caller closes it once the child has it
+def process_log(kind: str, command: str, data: Path) -> Path:
+    """Where a pipeline process writes its log: `BENCH_LOGS/<broker>-<command>.log` when set (kept), else the
+    series' data folder (shown when the process does not get ready, removed with the folder)."""
+    folder = Path(os.environ.get("BENCH_LOGS") or data)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{kind}-{command}.log"
 
 
 def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str, Stored]]:
@@ -281,12 +282,11 @@ def pipeline_series(kind: str) -> tuple[float, list[dict[str, float]], dict[str,
             for command, ready in (("ingress", f"http://127.0.0.1:{ingress_port}/ready"),
                                    ("worker", f"http://127.0.0.1:{worker_port}/ready"),
                                    ("sink", f"http://127.0.0.1:{sink_port}/ready")):
-                out = process_log(kind, command)
-                processes.append(subprocess.Popen([*cli, command], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                  preexec_fn=die_with_parent))  # noqa: PLW1509 - only prctl
-                if not isinstance(out, int):
-                    out.close()  # the child has its own copy
-                wait_ready(ready)
+                log = process_log(kind, command, data)
+                with open(log, "ab") as out:  # the child keeps its own copy
+                    processes.append(subprocess.Popen([*cli, command], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                      preexec_fn=die_with_parent))  # noqa: PLW1509 - only prctl
+                wait_ready(ready, processes[-1], log)
             meter = CpuMeter({"broker": started.pid, **{name: process.pid for name, process in
                                                           zip(PIPELINE, processes, strict=True)}})
             first_row_s, results = asyncio.run(series(ingress_port, data / "paystream.db", brokers.LABELS[kind],
