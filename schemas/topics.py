@@ -136,8 +136,6 @@ class PartitionCountMismatch(RuntimeError):
     """Existing topics have another partition count than the catalog's."""
 
     def __init__(self, configured: int, found: dict[str, int]) -> None:
-        self.configured = configured
-        self.found = found
         listed = ", ".join(f"{name} has {count}" for name, count in sorted(found.items()))
         super().__init__(f"topics have another partition count than the configured {configured}: {listed}")
 

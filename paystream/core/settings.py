@@ -52,6 +52,11 @@ SecretMap = Annotated[dict[str, list[SecretStr]], NoDecode]
 _OPTIONAL_BOOL: TypeAdapter[bool | None] = TypeAdapter(bool | None)
 
 
+def _embedded(flag: bool | None, bootstrap: str) -> bool:
+    """`EMBEDDED_BROKER` when set, else whether `KAFKA_BOOTSTRAP` is empty (`make run` starts the embedded one)."""
+    return flag if flag is not None else not bootstrap
+
+
 def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -217,12 +222,12 @@ class Settings(BaseSettings):
         if not isinstance(data, dict) or data.get("partitions") is not None:
             return data
         try:
-            embedded = _OPTIONAL_BOOL.validate_python(data.get("embedded_broker"))
+            flag = _OPTIONAL_BOOL.validate_python(data.get("embedded_broker"))
         except ValidationError:
             return data  # the field's own validation reports it
-        if embedded is None:
-            embedded = not data.get("kafka_bootstrap")
-        return {**data, "partitions": EMBEDDED_PARTITIONS} if embedded else data
+        if not _embedded(flag, data.get("kafka_bootstrap") or ""):
+            return data
+        return {**data, "partitions": EMBEDDED_PARTITIONS}
 
     @model_validator(mode="after")
     def _check_processing_guarantee(self) -> Settings:
@@ -246,7 +251,7 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_broker(self) -> bool:
         """Apply the embedded broker's quirk handling (see `paystream.core.broker.compat`)."""
-        return self.embedded_broker if self.embedded_broker is not None else not self.kafka_bootstrap
+        return _embedded(self.embedded_broker, self.kafka_bootstrap)
 
     @property
     def topics(self) -> TopicCatalog:
